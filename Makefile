@@ -1,0 +1,64 @@
+# discogsography: `make run` starts everything on this machine, `make test` runs the whole suite.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+UV ?= $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
+PY := .venv/bin/python
+export PATH := $(CURDIR)/.venv/bin:$(PATH)
+
+.PHONY: help install uv deps assets infra-up infra-down infra-status schema run stop test lint typecheck \
+        pytest bench clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
+
+uv:
+	@command -v uv >/dev/null 2>&1 || [ -x "$(HOME)/.local/bin/uv" ] || python3 -m pip install --quiet --user uv \
+	  || { echo "could not install uv from PyPI"; exit 1; }
+
+deps: uv ## Python dependencies (uv.lock, all workspace members)
+	@$(UV) sync --all-packages --frozen --quiet
+
+assets: ## front-end packages from npm, served locally by api and dashboard
+	@if [ -f package.json ]; then \
+	  if [ ! -d node_modules ] || [ package-lock.json -nt node_modules ]; then npm ci --no-audit --no-fund --silent; fi; \
+	  if [ -x scripts/vendor-assets.sh ]; then scripts/vendor-assets.sh; fi; \
+	fi
+
+install: deps assets ## everything the project needs (Python deps, Debian packages, Neo4j launcher, assets)
+	@scripts/infra.sh install
+
+infra-up: install ## start PostgreSQL, Redis, RabbitMQ and Neo4j on 127.0.0.1 (idempotent)
+	@scripts/infra.sh up
+
+infra-down: ## stop the local stores
+	@scripts/infra.sh down
+
+infra-status: ## show which stores answer
+	@scripts/infra.sh status
+
+schema: infra-up ## Neo4j constraints/indexes and PostgreSQL migrations (idempotent)
+	@$(PY) -m schema_init
+
+run: schema ## start every service, ingest the samples, print the URLs (Ctrl-C or `make stop` stops them)
+	@$(PY) scripts/run_stack.py
+
+stop: ## stop the services started by `make run`
+	@$(PY) scripts/run_stack.py --stop
+
+lint:
+	@$(PY) -m ruff check .
+	@$(PY) -m ruff format --check .
+
+typecheck:
+	@$(PY) -m mypy .
+
+pytest: schema
+	@$(PY) -m pytest
+
+test: install infra-up schema lint typecheck pytest ## ruff, mypy and the whole pytest suite against real services
+
+bench: schema ## throughput and latency benchmarks (one JSON line each)
+	@for b in benchmarks/bench_*.py; do $(PY) $$b || exit 1; done
+
+clean: stop infra-down ## stop everything and delete local data
+	rm -rf .local

@@ -1,0 +1,91 @@
+"""Each store answers through the `common` factories, and an unreachable one gives one clear error."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import aio_pika
+import pytest
+import redis.asyncio as aioredis
+from neo4j import AsyncDriver
+from psycopg import AsyncConnection
+from psycopg_pool import AsyncConnectionPool
+
+from common.clients import create_neo4j_driver, create_postgres_pool, create_redis
+from common.errors import ServiceUnavailableError
+from common.settings import Neo4jSettings, PostgresSettings, RedisSettings
+from tests.conftest import free_port
+
+pytestmark = pytest.mark.integration
+
+
+async def test_neo4j_answers_and_has_the_schema(neo4j_driver: AsyncDriver) -> None:
+    records, _, _ = await neo4j_driver.execute_query(
+        "SHOW CONSTRAINTS YIELD name RETURN collect(name) AS names"
+    )
+    names = set(records[0]["names"])
+    assert {
+        "artist_id",
+        "label_id",
+        "master_id",
+        "release_id",
+        "user_id",
+        "genre_name",
+        "style_name",
+    } <= names
+    records, _, _ = await neo4j_driver.execute_query(
+        "SHOW FULLTEXT INDEXES YIELD name, state RETURN collect([name, state]) AS idx"
+    )
+    states = dict(records[0]["idx"])
+    assert states["artist_name_fulltext"] == "ONLINE"
+
+
+async def test_postgres_answers_and_migrations_are_recorded(
+    pg_pool: AsyncConnectionPool[AsyncConnection[dict[str, Any]]],
+) -> None:
+    async with pg_pool.connection() as conn:
+        cur = await conn.execute("SELECT version FROM schema_migrations ORDER BY version")
+        versions = [row["version"] for row in await cur.fetchall()]
+    assert versions[:2] == [1, 2]
+
+
+async def test_redis_round_trip(redis_client: aioredis.Redis) -> None:
+    await redis_client.set("test:foundation", "ok", ex=10)
+    assert await redis_client.get("test:foundation") == "ok"
+
+
+async def test_rabbitmq_round_trip(amqp_connection: Any) -> None:
+    channel = await amqp_connection.channel()
+    queue = await channel.declare_queue(exclusive=True)
+    await channel.default_exchange.publish(aio_pika.Message(b"hello"), routing_key=queue.name)
+    message = await queue.get(timeout=5)
+    assert message is not None
+    assert message.body == b"hello"
+    await message.ack()
+    await channel.close()
+
+
+@pytest.mark.parametrize(
+    ("factory", "settings", "needle"),
+    [
+        (
+            create_redis,
+            RedisSettings(REDIS_URL=f"redis://127.0.0.1:{free_port()}/0"),
+            "cannot reach redis at redis://",
+        ),
+        (
+            create_neo4j_driver,
+            Neo4jSettings(NEO4J_URI=f"bolt://127.0.0.1:{free_port()}"),
+            "cannot reach neo4j at bolt://",
+        ),
+        (
+            create_postgres_pool,
+            PostgresSettings(POSTGRES_ADDRESS=f"127.0.0.1:{free_port()}"),
+            "cannot reach postgresql at 127.0.0.1:",
+        ),
+    ],
+)
+async def test_unreachable_store_gives_one_clear_error(factory: Any, settings: Any, needle: str) -> None:
+    with pytest.raises(ServiceUnavailableError) as info:
+        await factory(settings, attempts=2)
+    assert needle in str(info.value)
