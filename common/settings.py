@@ -86,3 +86,17 @@ class ConnectRetrySettings(BaseSettings):
 
     connect_attempts: int = Field(10, alias="CONNECT_ATTEMPTS", ge=1, le=1000)
     connect_backoff_max_s: float = Field(10.0, alias="CONNECT_BACKOFF_MAX", gt=0)
+
+
+class EncryptionSettings(BaseSettings):
+    """Key(s) for secrets at rest (common.crypto). Comma-separated: the first encrypts, all decrypt."""
+
+    model_config = SettingsConfigDict(extra="ignore", populate_by_name=True)
+
+    encryption_keys: SecretStr = Field(
+        SecretStr("dev-only-encryption-key-change-me"), alias="ENCRYPTION_KEYS"
+    )
+
+    @property
+    def encryption_key_list(self) -> list[str]:
+        return [k.strip() for k in self.encryption_keys.get_secret_value().split(",") if k.strip()]
