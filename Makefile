@@ -5,7 +5,7 @@ UV ?= $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
 PY := .venv/bin/python
 export PATH := $(CURDIR)/.venv/bin:$(PATH)
 
-.PHONY: help install uv deps assets infra-up infra-down infra-status schema run stop test lint typecheck \
+.PHONY: help install uv deps assets infra-up infra-down infra-status schema run run-detached stop test lint typecheck \
         pytest bench clean
 
 help: ## list the targets
@@ -26,6 +26,7 @@ assets: ## front-end packages from npm, served locally by api and dashboard
 
 install: deps assets ## everything the project needs (Python deps, Debian packages, Neo4j launcher, assets)
 	@scripts/infra.sh install
+	@scripts/install-compose.sh
 
 infra-up: install ## start PostgreSQL, Redis, RabbitMQ and Neo4j on 127.0.0.1 (idempotent)
 	@scripts/infra.sh up
@@ -41,6 +42,9 @@ schema: infra-up ## Neo4j constraints/indexes and PostgreSQL migrations (idempot
 
 run: schema ## start every service, ingest the samples, print the URLs (Ctrl-C or `make stop` stops them)
 	@$(PY) scripts/run_stack.py
+
+run-detached: schema ## like `make run`, but in the background (stop with `make stop`)
+	@$(PY) scripts/run_stack.py --detach
 
 stop: ## stop the services started by `make run`
 	@$(PY) scripts/run_stack.py --stop

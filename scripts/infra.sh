@@ -140,6 +140,7 @@ rabbit_env() {
   export RABBITMQ_ENABLED_PLUGINS_FILE="$LOCAL/rabbitmq/enabled_plugins"
   export RABBITMQ_PID_FILE="$RUN/rabbitmq.pid"
   export ERL_EPMD_ADDRESS=127.0.0.1
+  export ERL_CRASH_DUMP="$LOGS/rabbitmq/erl_crash.dump"
   export HOME="${HOME:-/root}"
 }
 

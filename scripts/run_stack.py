@@ -1,0 +1,251 @@
+"""`make run`: start every service as its own supervised process and print the URLs.
+
+Each service runs as `python -m <package>` with its log in `.local/logs/<service>.log`; a service
+that exits is restarted with back-off. Ctrl-C (or `make stop`, which signals this supervisor)
+stops them all cleanly. With `--detach` the supervisor runs in the background and this command
+returns once the api answers.
+
+The demo ingests the sample dumps in `samples/` once (the extractor's state marker makes later
+runs skip a completed version) and points the api and curator at a local fake Discogs API, so the
+whole product works without the internet. Set `EXTRACTOR_SOURCE_DIR` or `DISCOGS_DATA_URL` to
+ingest a real dump instead, and `DEMO_FAKE_DISCOGS=0` to talk to the real Discogs API.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import importlib.util
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+LOCAL = Path(os.environ.get("DISCOGSOGRAPHY_LOCAL_DIR", ROOT / ".local"))
+LOGS = LOCAL / "logs"
+PIDFILE = LOCAL / "run" / "stack.pid"
+DEMO_SOURCE = LOCAL / "demo-source"
+FAKE_DISCOGS_PORT = int(os.environ.get("FAKE_DISCOGS_PORT", "8090"))
+
+
+@dataclass
+class Service:
+    name: str
+    module: str
+    args: list[str] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)
+    health_url: str | None = None
+    one_shot: bool = False  # a finished one-shot job is not restarted
+    process: subprocess.Popen[bytes] | None = None
+    restarts: int = 0
+    next_start: float = 0.0
+    done: bool = False
+
+
+def _available(module: str) -> bool:
+    return importlib.util.find_spec(module) is not None and (ROOT / module.split(".", maxsplit=1)[0]).is_dir()
+
+
+def demo_source() -> Path:
+    """The 2020 sample dumps (a complete version: all four types) as the demo's local source."""
+    DEMO_SOURCE.mkdir(parents=True, exist_ok=True)
+    for sample in sorted((ROOT / "samples").glob("discogs_20200806_*.xml.gz")):
+        link = DEMO_SOURCE / sample.name
+        if not link.exists():
+            link.symlink_to(sample)
+    return DEMO_SOURCE
+
+
+def services() -> list[Service]:
+    fake = os.environ.get("DEMO_FAKE_DISCOGS", "1") == "1"
+    discogs_env: dict[str, str] = {}
+    if fake:
+        base = f"http://127.0.0.1:{FAKE_DISCOGS_PORT}"
+        discogs_env = {"DISCOGS_API_URL": base, "DISCOGS_AUTHORIZE_URL": f"{base}/oauth/authorize"}
+    extractor_args = ["--once"] if not os.environ.get("DISCOGS_DATA_URL") else []
+    if not os.environ.get("DISCOGS_DATA_URL"):
+        source = os.environ.get("EXTRACTOR_SOURCE_DIR") or str(demo_source())
+        extractor_args = ["--source", source, "--once"]
+    listed = [
+        Service("fake-discogs", "tests.fakes.discogs_api", ["--port", str(FAKE_DISCOGS_PORT)])
+        if fake
+        else None,
+        Service("graphinator", "graphinator", health_url="http://127.0.0.1:8001/health"),
+        Service("tableinator", "tableinator", health_url="http://127.0.0.1:8002/health"),
+        Service("extractor", "extractor", extractor_args, one_shot=True, health_url=None),
+        Service("api", "api", env=discogs_env, health_url="http://127.0.0.1:8004/health"),
+        Service("curator", "curator", env=discogs_env, health_url="http://127.0.0.1:8011/health"),
+        Service("dashboard", "dashboard", health_url="http://127.0.0.1:8003/health"),
+    ]
+    result = []
+    for service in listed:
+        if service is None:
+            continue
+        if not _available(service.module):
+            print(f"[run] {service.name}: module {service.module} not present yet, skipped")
+            continue
+        result.append(service)
+    return result
+
+
+def start(service: Service) -> None:
+    LOGS.mkdir(parents=True, exist_ok=True)
+    log = (LOGS / f"{service.name}.log").open("ab")
+    env = {**os.environ, "LOG_FORMAT": os.environ.get("LOG_FORMAT", "json"), **service.env}
+    service.process = subprocess.Popen(  # noqa: S603 - our own interpreter and modules
+        [sys.executable, "-m", service.module, *service.args],
+        cwd=ROOT,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=env,
+        start_new_session=True,
+    )
+    log.close()
+
+
+def answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310 - loopback health URL
+            return bool(response.status == 200)
+    except OSError:
+        return False
+
+
+def stop_all(running: list[Service]) -> None:
+    for service in running:
+        if service.process and service.process.poll() is None:
+            service.process.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + 20
+    for service in running:
+        if service.process is None:
+            continue
+        try:
+            service.process.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            service.process.kill()
+    print("[run] all services stopped")
+
+
+def print_urls() -> None:
+    print(
+        "\n"
+        "  web UI (explore)     http://127.0.0.1:8004/\n"
+        "  api docs (OpenAPI)   http://127.0.0.1:8004/docs\n"
+        "  api health           http://127.0.0.1:8004/health   http://127.0.0.1:8005/health\n"
+        "  dashboard            http://127.0.0.1:8003/\n"
+        "  RabbitMQ management  http://127.0.0.1:15672/  (discogsography / discogsography)\n"
+        "  Neo4j (Bolt)         bolt://127.0.0.1:7687     (neo4j / discogsography)\n"
+        f"  logs                 {LOGS}/\n"
+        "  stop                 Ctrl-C, or `make stop`\n"
+    )
+
+
+def supervise() -> int:
+    running = services()
+    PIDFILE.parent.mkdir(parents=True, exist_ok=True)
+    PIDFILE.write_text(str(os.getpid()))
+    stopping = False
+
+    def request_stop(signum: int, _frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, request_stop)
+    signal.signal(signal.SIGTERM, request_stop)
+    for service in running:
+        start(service)
+        print(f"[run] started {service.name} (pid {service.process.pid if service.process else '?'})")
+    waited = time.monotonic()
+    while not answers("http://127.0.0.1:8004/health") and time.monotonic() - waited < 60 and not stopping:
+        time.sleep(0.5)
+    print_urls()
+    sys.stdout.flush()
+    try:
+        while not stopping:
+            now = time.monotonic()
+            for service in running:
+                if service.done or service.process is None:
+                    continue
+                code = service.process.poll()
+                if code is None:
+                    continue
+                if service.one_shot and code == 0:
+                    service.done = True
+                    print(f"[run] {service.name} finished")
+                    continue
+                if service.next_start == 0.0:
+                    service.restarts += 1
+                    delay = min(30.0, 2.0**service.restarts)
+                    service.next_start = now + delay
+                    print(
+                        f"[run] {service.name} exited with {code}; restart in {delay:.0f}s "
+                        f"(see {LOGS / (service.name + '.log')})"
+                    )
+                elif now >= service.next_start:
+                    service.next_start = 0.0
+                    start(service)
+            time.sleep(0.5)
+    finally:
+        stop_all(running)
+        with contextlib.suppress(FileNotFoundError):
+            PIDFILE.unlink()
+    return 0
+
+
+def stop_running() -> int:
+    try:
+        pid = int(PIDFILE.read_text())
+    except (FileNotFoundError, ValueError):
+        print("[run] nothing to stop (no supervisor running)")
+        return 0
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        PIDFILE.unlink(missing_ok=True)
+        print("[run] supervisor was not running")
+        return 0
+    for _ in range(60):
+        if not PIDFILE.exists():
+            break
+        time.sleep(0.5)
+    print("[run] stopped")
+    return 0
+
+
+def detach() -> int:
+    LOGS.mkdir(parents=True, exist_ok=True)
+    log = (LOGS / "supervisor.log").open("ab")
+    subprocess.Popen(  # noqa: S603 - this same script
+        [sys.executable, __file__], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+    )
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        if answers("http://127.0.0.1:8004/health"):
+            print_urls()
+            return 0
+        time.sleep(0.5)
+    print(f"[run] the api did not answer within 90s; see {LOGS}/api.log and {LOGS}/supervisor.log")
+    return 1
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--stop", action="store_true", help="stop a running supervisor")
+    parser.add_argument("--detach", action="store_true", help="run in the background and return")
+    args = parser.parse_args()
+    if args.stop:
+        return stop_running()
+    if args.detach:
+        return detach()
+    return supervise()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
