@@ -1,0 +1,143 @@
+"""The api app factory and its lifespan.
+
+`create_app(settings)` builds the FastAPI app; the lifespan opens the PostgreSQL pool, Redis and the
+Neo4j driver (through common.clients) and keeps them on `app.state`, where the dependencies in
+api.dependencies find them. Nothing connects at import time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
+
+from api.errors import error_responses, install_error_handlers
+from api.metrics import BodySizeLimitMiddleware, MetricsMiddleware
+from api.models import HealthResponse, ReadyResponse
+from api.routers import admin, auth, explore, oauth, snapshot, sync, user
+from api.settings import ApiSettings
+from common.clients import create_neo4j_driver, create_postgres_pool, create_redis
+from common.crypto import SecretBox
+from common.health import HealthServer, ReadyCheck, run_ready_checks
+from common.logging import get_logger
+from common.readiness import neo4j_check, postgres_check, redis_check
+
+log = get_logger(__name__)
+
+SERVICE = "api"
+STATIC_DIR = Path(__file__).resolve().parent / "static"
+API_VERSION = "0.1.0"
+
+
+def ready_checks(app: FastAPI) -> dict[str, ReadyCheck]:
+    state = app.state
+    return {
+        "postgresql": postgres_check(state.pg_pool),
+        "redis": redis_check(state.redis),
+        "neo4j": neo4j_check(state.neo4j),
+    }
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    settings: ApiSettings = app.state.settings
+    attempts = settings.connect_attempts
+    app.state.secret_box = SecretBox(settings.encryption_key_list)
+    app.state.pg_pool = await create_postgres_pool(settings, min_size=2, max_size=20, attempts=attempts)
+    health: HealthServer | None = None
+    try:
+        app.state.redis = await create_redis(settings, attempts=attempts)
+        try:
+            app.state.neo4j = await create_neo4j_driver(
+                settings, attempts=attempts, max_connection_pool_size=100, connection_acquisition_timeout=10.0
+            )
+            try:
+                if app.state.start_health_server:
+                    health = HealthServer(
+                        SERVICE, settings.health_host, settings.health_port, ready_checks=ready_checks(app)
+                    )
+                    await health.start()
+                app.state.started_at = datetime.now(UTC)
+                log.info("api_started", neo4j=settings.neo4j_uri, redis=settings.redis_url)
+                yield
+            finally:
+                if health is not None:
+                    await health.stop()
+                await app.state.neo4j.close()
+        finally:
+            await app.state.redis.aclose()
+    finally:
+        await app.state.pg_pool.close()
+        log.info("api_stopped")
+
+
+def create_app(settings: ApiSettings | None = None, *, start_health_server: bool = False) -> FastAPI:
+    """Build the api. `start_health_server` also serves /health /ready /metrics on HEALTH_PORT."""
+    settings = settings or ApiSettings()
+    app = FastAPI(
+        title="Discogsography API",
+        version=API_VERSION,
+        description="Explore the Discogs knowledge graph; accounts, Discogs sync and personal data.",
+        lifespan=lifespan,
+        docs_url="/docs" if settings.docs_enabled else None,
+        redoc_url="/redoc" if settings.docs_enabled else None,
+        openapi_url="/openapi.json" if settings.docs_enabled else None,
+        responses=error_responses(500),
+    )
+    app.state.settings = settings
+    app.state.start_health_server = start_health_server
+    for name in ("pg_pool", "redis", "neo4j", "secret_box"):
+        setattr(app.state, name, None)
+
+    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
+    if settings.cors_origin_list:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origin_list,
+            allow_methods=["GET", "POST", "PUT", "DELETE"],
+            allow_headers=["Authorization", "Content-Type"],
+        )
+    app.add_middleware(MetricsMiddleware)
+    install_error_handlers(app)
+
+    @app.get("/health", response_model=HealthResponse, tags=["health"], summary="Process is alive")
+    async def health(request: Request) -> dict[str, Any]:
+        ready = request.app.state.pg_pool is not None
+        return {
+            "status": "healthy" if ready else "starting",
+            "service": SERVICE,
+            "timestamp": datetime.now(UTC),
+        }
+
+    @app.get(
+        "/ready",
+        response_model=ReadyResponse,
+        tags=["health"],
+        summary="PostgreSQL, Redis and Neo4j answer (503 otherwise)",
+        responses={503: {"model": ReadyResponse, "description": "A dependency is down"}},
+    )
+    async def ready(request: Request) -> Response:
+        if request.app.state.pg_pool is None:
+            return JSONResponse({"status": "not_ready", "service": SERVICE, "checks": {}}, status_code=503)
+        ok, checks = await run_ready_checks(ready_checks(request.app))
+        body = {"status": "ready" if ok else "not_ready", "service": SERVICE, "checks": checks}
+        return JSONResponse(body, status_code=200 if ok else 503)
+
+    @app.get("/metrics", tags=["health"], summary="Prometheus metrics", response_class=Response)
+    async def metrics() -> Response:
+        return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
+
+    for module in (auth, admin, oauth, sync, explore, snapshot, user):
+        app.include_router(module.router)
+
+    # The web UI, registered after every API route so it never shadows one.
+    app.mount("/", StaticFiles(directory=STATIC_DIR, html=True), name="static")
+    return app
