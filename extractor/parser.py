@@ -1,0 +1,171 @@
+"""Streaming parse of a dump file (gzip or plain XML) into normalised records, in constant memory.
+
+`iter_records(path, data_type)` yields one `ParsedRecord` per top-level record element, in file
+order, numbered by `ordinal` (1-based, malformed records included) so a restart can skip what the
+broker already confirmed (`skip=`). Only elements that are direct children of the root are
+records: the `<label>` elements nested in a label's `<sublabels>` are left alone (never cleared),
+so the parent keeps them.
+
+A truncated or corrupt gzip stream, or XML that is not well formed, raises `DumpCorruptError`:
+the file must be marked failed, never completed.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, BinaryIO, cast
+
+from lxml import etree
+
+from extractor.normalize import (
+    NORMALIZERS,
+    RECORD_TAGS,
+    MalformedRecordError,
+    raw_record_id,
+    record_json,
+    record_sha256,
+)
+
+__all__ = ["DumpCorruptError", "ParsedRecord", "iter_records", "open_dump", "record_sha256"]
+
+_GZIP_MAGIC = b"\x1f\x8b"
+
+
+class DumpCorruptError(Exception):
+    """The dump file cannot be read to its end (truncated/corrupt gzip, broken XML)."""
+
+    def __init__(self, path: Path, reason: str, ordinal: int = 0) -> None:
+        self.path = path
+        self.reason = reason
+        self.ordinal = ordinal
+        super().__init__(f"{path.name}: corrupt dump after record {ordinal}: {reason}")
+
+
+@dataclass(slots=True)
+class ParsedRecord:
+    """One record of a dump file.
+
+    `ordinal` is the 1-based position among the file's records; `offset` is the number of bytes
+    of the (compressed) file read so far, for progress. A malformed record has `error` set (and
+    `record`/`sha256` None); `id` is then whatever could be read, or None.
+    """
+
+    ordinal: int
+    offset: int
+    id: int | None
+    record: dict[str, Any] | None
+    sha256: str | None
+    error: str | None = None
+    json: bytes | None = None  # the canonical bytes the hash covers (sorted keys)
+
+
+class _CountingReader:
+    """A raw file wrapper that counts the bytes handed to the decompressor."""
+
+    def __init__(self, raw: BinaryIO) -> None:
+        self._raw = raw
+        self.count = 0
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._raw.read(size)
+        self.count += len(data)
+        return data
+
+    def readable(self) -> bool:
+        return True
+
+    def close(self) -> None:
+        self._raw.close()
+
+
+def is_gzip(path: Path) -> bool:
+    with path.open("rb") as fh:
+        return fh.read(2) == _GZIP_MAGIC
+
+
+def open_dump(path: Path) -> tuple[Any, _CountingReader]:
+    """A binary stream of the XML (decompressed when gzip) and the raw byte counter."""
+    counter = _CountingReader(path.open("rb"))
+    if is_gzip(path):
+        stream: Any = gzip.GzipFile(fileobj=cast(BinaryIO, counter), mode="rb")
+    else:
+        stream = counter
+    return stream, counter
+
+
+def iter_records(path: Path, data_type: str, *, skip: int = 0) -> Iterator[ParsedRecord]:
+    """Yield the records of `path` (a `<data_type>` dump) after the first `skip` ones."""
+    if data_type not in NORMALIZERS:
+        raise ValueError(f"unknown data type {data_type!r}")
+    path = Path(path)
+    normalize = NORMALIZERS[data_type]
+    tag = RECORD_TAGS[data_type]
+    stream, counter = open_dump(path)
+    ordinal = 0
+    try:
+        context = etree.iterparse(
+            stream,
+            events=("end",),
+            tag=tag,
+            huge_tree=True,
+            resolve_entities=False,
+            no_network=True,
+            remove_comments=True,
+            remove_pis=True,
+        )
+        try:
+            for _, elem in context:
+                parent = elem.getparent()
+                if parent is None or parent.getparent() is not None:
+                    continue  # a nested <label> in <sublabels>: part of its parent record
+                ordinal += 1
+                if ordinal > skip:
+                    yield _build(elem, ordinal, counter.count, normalize)
+                elem.clear(keep_tail=False)
+                # Drop the records already handled so the tree never grows.
+                while elem.getprevious() is not None:
+                    del parent[0]
+        except (EOFError, OSError, zlib.error, etree.XMLSyntaxError) as exc:
+            raise DumpCorruptError(path, _describe(exc), ordinal) from exc
+        if ordinal == 0 and counter.count == 0:
+            raise DumpCorruptError(path, "empty file", 0)
+    finally:
+        stream.close()
+        counter.close()
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, EOFError):
+        return f"truncated gzip stream ({exc})"
+    if isinstance(exc, etree.XMLSyntaxError):
+        return f"XML is not well formed ({exc})"
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _build(elem: Any, ordinal: int, offset: int, normalize: Any) -> ParsedRecord:
+    try:
+        record = normalize(elem)
+    except MalformedRecordError as exc:
+        raw = raw_record_id(elem)
+        return ParsedRecord(
+            ordinal=ordinal,
+            offset=offset,
+            id=None,
+            record=None,
+            sha256=None,
+            error=f"{exc} (record #{ordinal}, raw id {raw!r})",
+        )
+    data = record_json(record)
+    return ParsedRecord(
+        ordinal=ordinal,
+        offset=offset,
+        id=record["id"],
+        record=record,
+        sha256=hashlib.sha256(data).hexdigest(),
+        json=data,
+    )
