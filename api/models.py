@@ -201,8 +201,16 @@ class NodeDetails(BaseModel):
     genres: list[str] | None = None
     styles: list[str] | None = None
     groups: list[str] | None = None
+    members: list[str] | None = None
+    aliases: list[str] | None = None
     artists: list[str] | None = None
     labels: list[str] | None = None
+    parent_labels: list[str] | None = None
+    sublabels: list[str] | None = None
+    realname: str | None = None
+    profile: str | None = None
+    country: str | None = None
+    released: str | None = None
 
 
 class TrendPoint(BaseModel):
