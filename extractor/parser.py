@@ -34,6 +34,7 @@ from extractor.normalize import (
 __all__ = ["DumpCorruptError", "ParsedRecord", "iter_records", "open_dump", "record_sha256"]
 
 _GZIP_MAGIC = b"\x1f\x8b"
+_RAW_CAP = 64 * 1024
 
 
 class DumpCorruptError(Exception):
@@ -62,6 +63,7 @@ class ParsedRecord:
     sha256: str | None
     error: str | None = None
     json: bytes | None = None  # the canonical bytes the hash covers (sorted keys)
+    raw: bytes | None = None  # the element's XML (malformed records only, capped), for the DLQ
 
 
 class _CountingReader:
@@ -151,14 +153,15 @@ def _build(elem: Any, ordinal: int, offset: int, normalize: Any) -> ParsedRecord
     try:
         record = normalize(elem)
     except MalformedRecordError as exc:
-        raw = raw_record_id(elem)
+        raw_id = raw_record_id(elem)
         return ParsedRecord(
             ordinal=ordinal,
             offset=offset,
             id=None,
             record=None,
             sha256=None,
-            error=f"{exc} (record #{ordinal}, raw id {raw!r})",
+            error=f"{exc} (record #{ordinal}, raw id {raw_id!r})",
+            raw=etree.tostring(elem, encoding="utf-8", with_tail=False)[:_RAW_CAP],
         )
     data = record_json(record)
     return ParsedRecord(

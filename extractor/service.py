@@ -1,0 +1,229 @@
+"""The extractor service: find a dump version, download + verify it, parse + publish it, repeat.
+
+Modes: `source_dir` (a local directory of `discogs_YYYYMMDD_<type>.xml[.gz]`, the demo and the
+tests) or the dump host at `DISCOGS_DATA_URL`. `once` runs one cycle and returns whether the
+version is completed; otherwise a new cycle runs every `CHECK_INTERVAL_HOURS`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from pathlib import Path
+
+import httpx
+from prometheus_client import CollectorRegistry
+
+from common.errors import ServiceUnavailableError
+from common.health import HealthServer
+from common.logging import get_logger
+from common.retry import connect_with_retry
+from extractor.discovery import choose_local_version, choose_version, discover
+from extractor.download import DownloadError, download_file, fetch_checksums
+from extractor.http import RetryBudgetExceededError
+from extractor.progress import ExtractorMetrics, ProgressReporter
+from extractor.publisher import RecordPublisher
+from extractor.runner import VersionRunner
+from extractor.settings import ExtractorSettings
+from extractor.state import StateStore
+
+log = get_logger(__name__)
+
+
+class ExtractorService:
+    def __init__(
+        self, settings: ExtractorSettings, *, source_dir: Path | None = None, once: bool = False
+    ) -> None:
+        self.settings = settings
+        self.source_dir = source_dir if source_dir is not None else settings.source_dir
+        self.once = once
+        self.registry = CollectorRegistry()
+        self.metrics = ExtractorMetrics(self.registry)
+        self.reporter = ProgressReporter(self.metrics, settings.progress_log_interval_s)
+        self.publisher = RecordPublisher(settings.amqp_url.get_secret_value(), settings.publish_window)
+        self.health = HealthServer(
+            "extractor",
+            settings.health_host,
+            settings.health_port,
+            ready_checks={"rabbitmq": self.publisher.ping},
+            status=self.reporter.status,
+            registry=self.registry,
+        )
+        self._stop = asyncio.Event()
+
+    # --- lifecycle ---------------------------------------------------------------------------
+
+    async def run(self) -> int:
+        """Run until stopped (or one cycle with `once`); the process exit code."""
+        await self.health.start()
+        try:
+            await connect_with_retry(
+                "rabbitmq",
+                "AMQP_URL",
+                self.publisher.connect,
+                self.settings.connect_attempts,
+                self.settings.connect_backoff_max_s,
+            )
+            while True:
+                completed = await self.cycle()
+                if self.once:
+                    return 0 if completed else 1
+                log.info("next_check", in_hours=self.settings.check_interval_hours)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stop.wait(), self.settings.check_interval_hours * 3600)
+                if self._stop.is_set():
+                    return 0
+                if self.publisher._connection is None or self.publisher._connection.is_closed:
+                    await self.publisher.close()
+                    await self.publisher.connect()
+        except ServiceUnavailableError as exc:
+            log.error("extractor_cannot_start", error=str(exc))
+            return 2
+        finally:
+            await self.publisher.close()
+            await self.health.stop()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    # --- one cycle ---------------------------------------------------------------------------
+
+    async def cycle(self) -> bool:
+        if self.source_dir is not None:
+            return await self._cycle_local(self.source_dir)
+        return await self._cycle_remote()
+
+    async def _cycle_local(self, source_dir: Path) -> bool:
+        chosen = choose_local_version(source_dir)
+        if chosen is None:
+            log.warning("no_dump_in_source_dir", source_dir=str(source_dir))
+            return False
+        version, files = chosen
+        log.info("version_chosen", version=version, source=str(source_dir), types=sorted(files))
+        return await self._run_version(version, files, source=str(source_dir))
+
+    async def _cycle_remote(self) -> bool:
+        s = self.settings
+        retry: dict[str, float] = {
+            "attempts": s.download_attempts,
+            "backoff": s.download_backoff_s,
+            "max_wait": s.download_max_wait_s,
+        }
+        timeout = httpx.Timeout(s.http_timeout_s, connect=min(30.0, s.http_timeout_s))
+        async with httpx.AsyncClient(
+            timeout=timeout, follow_redirects=True, headers={"User-Agent": s.user_agent}
+        ) as client:
+            try:
+                versions = await discover(client, s.discogs_data_url, retry=retry)
+            except (httpx.HTTPError, RetryBudgetExceededError) as exc:
+                log.error("discovery_failed", url=s.discogs_data_url, error=str(exc))
+                return False
+            chosen = choose_version(versions)
+            if chosen is None:
+                log.warning("no_complete_version", url=s.discogs_data_url, seen=[v.version for v in versions])
+                return False
+            version = chosen.version
+            store = StateStore(s.data_dir, version)
+            state = store.load()
+            if state.completed:
+                log.info("version_already_completed", version=version)
+                self.reporter.start_version(version, list(chosen.files))
+                for t in chosen.files:
+                    self.reporter.set_phase(t, "completed")
+                return True
+            log.info("version_chosen", version=version, url=s.discogs_data_url)
+            assert chosen.checksum is not None
+            try:
+                checksums = await fetch_checksums(client, chosen.checksum.url, **retry)
+            except httpx.HTTPError as exc:
+                log.error("checksum_fetch_failed", version=version, error=str(exc))
+                return False
+            directory = s.data_dir / version
+            paths: dict[str, Path] = {}
+            self.reporter.start_version(version, list(chosen.files))
+            for data_type, remote in chosen.files.items():
+                fstate = state.file(data_type)
+                dest = directory / remote.name
+                expected = checksums.get(remote.name)
+                if expected is None:
+                    fstate.phase = "failed"
+                    fstate.error = f"{remote.name} is not listed in {chosen.checksum.name}"
+                    store.save(state)
+                    self.reporter.set_phase(data_type, "failed", fstate.error)
+                    return False
+                if (
+                    fstate.phase in ("downloaded", "parsing", "completed")
+                    and fstate.sha256 == expected
+                    and dest.exists()
+                ):
+                    paths[data_type] = dest
+                    continue
+                fstate.file = remote.name
+                fstate.phase = "downloading"
+                fstate.error = None
+                store.save(state)
+                self.reporter.set_phase(data_type, "downloading")
+
+                def progress(received: int, total: int | None, data_type: str = data_type) -> None:
+                    p = self.reporter.files[data_type]
+                    p.bytes_read = received
+                    p.bytes_total = total
+
+                try:
+                    digest = await download_file(
+                        client,
+                        remote.url,
+                        dest,
+                        expected,
+                        attempts=s.download_attempts,
+                        backoff=s.download_backoff_s,
+                        max_wait=s.download_max_wait_s,
+                        on_progress=progress,
+                    )
+                except (DownloadError, httpx.HTTPError) as exc:
+                    fstate.phase = "failed"
+                    fstate.error = str(exc)
+                    store.save(state)
+                    self.reporter.set_phase(data_type, "failed", str(exc))
+                    return False
+                fstate.phase = "downloaded"
+                fstate.sha256 = digest
+                fstate.bytes_total = dest.stat().st_size
+                store.save(state)
+                self.reporter.set_phase(data_type, "downloaded")
+                paths[data_type] = dest
+        return await self._run_version(version, paths, source=s.discogs_data_url)
+
+    async def _run_version(self, version: str, files: dict[str, Path], source: str) -> bool:
+        store = StateStore(self.settings.data_dir, version)
+        runner = VersionRunner(
+            self.publisher,
+            store,
+            self.reporter,
+            batch_size=self.settings.parse_batch_size,
+            checkpoint_interval_s=self.settings.checkpoint_interval_s,
+        )
+        if runner.state.source is None:
+            runner.state.source = source
+        return await runner.run(files)
+
+
+async def serve(settings: ExtractorSettings, *, source_dir: Path | None, once: bool) -> int:
+    service = ExtractorService(settings, source_dir=source_dir, once=once)
+    loop = asyncio.get_running_loop()
+    main = asyncio.current_task()
+
+    def on_signal() -> None:
+        log.info("extractor_stopping")
+        service.stop()
+        if main is not None:
+            main.cancel()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, on_signal)
+    try:
+        return await service.run()
+    except asyncio.CancelledError:
+        return 130
