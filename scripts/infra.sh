@@ -140,6 +140,12 @@ rabbit_env() {
   export RABBITMQ_ENABLED_PLUGINS_FILE="$LOCAL/rabbitmq/enabled_plugins"
   export RABBITMQ_PID_FILE="$RUN/rabbitmq.pid"
   export ERL_EPMD_ADDRESS=127.0.0.1
+  # Explicit ports so several stacks (scripts/stack-env.sh) never share an Erlang distribution port.
+  export RABBITMQ_NODE_IP_ADDRESS=127.0.0.1
+  export RABBITMQ_NODE_PORT="$AMQP_PORT"
+  export RABBITMQ_DIST_PORT="$((AMQP_PORT + 20000))"
+  export RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS="-kernel inet_dist_use_interface {127,0,0,1}"
+  export RABBITMQ_CTL_DIST_PORT_MIN="$((AMQP_PORT + 30000))" RABBITMQ_CTL_DIST_PORT_MAX="$((AMQP_PORT + 30010))"
   export ERL_CRASH_DUMP="$LOGS/rabbitmq/erl_crash.dump"
   export HOME="${HOME:-/root}"
 }
