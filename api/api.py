@@ -21,9 +21,10 @@ from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
 from api.errors import error_responses, install_error_handlers
 from api.metrics import BodySizeLimitMiddleware, MetricsMiddleware
-from api.models import HealthResponse, ReadyResponse
+from api.models import ErrorResponse, HealthResponse, ReadyResponse
 from api.routers import admin, auth, explore, oauth, snapshot, sync, user
 from api.settings import ApiSettings
+from api.sync_publisher import SyncPublisher
 from common.clients import create_neo4j_driver, create_postgres_pool, create_redis
 from common.crypto import SecretBox
 from common.health import HealthServer, ReadyCheck, run_ready_checks
@@ -59,6 +60,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             app.state.neo4j = await create_neo4j_driver(
                 settings, attempts=attempts, max_connection_pool_size=100, connection_acquisition_timeout=10.0
             )
+            # Sync requests go to RabbitMQ; the api keeps serving when the broker is down.
+            app.state.sync_publisher = SyncPublisher(settings)
+            await app.state.sync_publisher.start()
             try:
                 if app.state.start_health_server:
                     health = HealthServer(
@@ -71,12 +75,43 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             finally:
                 if health is not None:
                     await health.stop()
+                await app.state.sync_publisher.close()
                 await app.state.neo4j.close()
         finally:
             await app.state.redis.aclose()
     finally:
         await app.state.pg_pool.close()
         log.info("api_stopped")
+
+
+def _use_error_envelope_in_openapi(app: FastAPI) -> None:
+    """Every 422 in the schema is the error envelope (FastAPI documents its own default shape
+    for routes that do not declare 422 themselves); replace it so clients see what is sent."""
+    base_openapi = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        spec = base_openapi()
+        ref = "#/components/schemas/ErrorResponse"
+        for path_item in spec.get("paths", {}).values():
+            for operation in path_item.values():
+                response = operation.get("responses", {}).get("422")
+                if response is not None:
+                    response["content"] = {"application/json": {"schema": {"$ref": ref}}}
+                    response["description"] = "Unprocessable Content"
+        schemas = spec.get("components", {}).get("schemas", {})
+        if "ErrorResponse" not in schemas:
+            schemas["ErrorResponse"] = ErrorResponse.model_json_schema(
+                ref_template="#/components/schemas/{model}"
+            )
+            schemas.update(schemas["ErrorResponse"].pop("$defs", {}))
+        for name in ("HTTPValidationError", "ValidationError"):
+            schemas.pop(name, None)
+        app.openapi_schema = spec
+        return spec
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def create_app(settings: ApiSettings | None = None, *, start_health_server: bool = False) -> FastAPI:
@@ -94,7 +129,7 @@ def create_app(settings: ApiSettings | None = None, *, start_health_server: bool
     )
     app.state.settings = settings
     app.state.start_health_server = start_health_server
-    for name in ("pg_pool", "redis", "neo4j", "secret_box"):
+    for name in ("pg_pool", "redis", "neo4j", "secret_box", "sync_publisher"):
         setattr(app.state, name, None)
 
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
@@ -137,6 +172,8 @@ def create_app(settings: ApiSettings | None = None, *, start_health_server: bool
 
     for module in (auth, admin, oauth, sync, explore, snapshot, user):
         app.include_router(module.router)
+
+    _use_error_envelope_in_openapi(app)
 
     # The web UI, registered after every API route so it never shadows one.
     app.mount("/", StaticFiles(directory=STATIC_DIR, html=True), name="static")

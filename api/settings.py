@@ -5,10 +5,14 @@ Inherits the shared mixins so every variable has one name and default across the
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import SettingsConfigDict
 
+from common.discogs_client import DEFAULT_API_URL, DEFAULT_AUTHORIZE_URL, DEFAULT_USER_AGENT
 from common.settings import (
+    AmqpSettings,
     BaseServiceSettings,
     ConnectRetrySettings,
     EncryptionSettings,
@@ -28,6 +32,7 @@ class ApiSettings(
     RedisSettings,
     ConnectRetrySettings,
     EncryptionSettings,
+    AmqpSettings,
 ):
     model_config = SettingsConfigDict(env_file=None, extra="ignore", populate_by_name=True)
 
@@ -59,6 +64,20 @@ class ApiSettings(
     max_body_bytes: int = Field(256 * 1024, alias="MAX_BODY_BYTES", ge=1024)
     cors_origins: str = Field("", alias="CORS_ORIGINS")  # comma-separated; empty = same origin only
     docs_enabled: bool = Field(True, alias="DOCS_ENABLED")
+
+    # Discogs OAuth and sync (helper 4: api/routers/oauth.py, api/routers/sync.py)
+    discogs_api_url: str = Field(DEFAULT_API_URL, alias="DISCOGS_API_URL")
+    discogs_authorize_url: str = Field(DEFAULT_AUTHORIZE_URL, alias="DISCOGS_AUTHORIZE_URL")
+    discogs_user_agent: str = Field(DEFAULT_USER_AGENT, alias="DISCOGS_USER_AGENT")
+    discogs_signature_method: Literal["HMAC-SHA1", "PLAINTEXT"] = Field(
+        "HMAC-SHA1", alias="DISCOGS_SIGNATURE_METHOD"
+    )
+    discogs_timeout_s: float = Field(15.0, alias="DISCOGS_TIMEOUT_S", gt=0, le=120)
+    # Where Discogs sends the browser back in the callback flow; empty = this api's own callback
+    # route as seen by the request (set it when a proxy changes the public address).
+    discogs_oauth_callback_url: str = Field("", alias="DISCOGS_OAUTH_CALLBACK_URL")
+    # Where the callback route sends the browser afterwards (`?discogs=connected|error` is added).
+    discogs_oauth_return_url: str = Field("/", alias="DISCOGS_OAUTH_RETURN_URL")
 
     @property
     def cors_origin_list(self) -> list[str]:
