@@ -1,0 +1,42 @@
+"""What a store writer reports for one batch, shared by graphinator and tableinator.
+
+A writer refuses a record it cannot even map (bad shape) by listing it in `rejected` with the
+reason, and still commits the rest of the batch; the consumer dead-letters the rejected ones. A
+failure of the store itself is raised instead (the consumer retries or bisects).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from common.messages import RecordMessage
+
+
+@dataclass
+class WriteResult:
+    written: int = 0  # inserted or changed (the content was (re)written)
+    unchanged: int = 0  # same sha256 already stored; only the dump version was bumped
+    stale: int = 0  # an older dump version than the one stored; ignored
+    rejected: list[tuple[RecordMessage, str]] = field(default_factory=list)
+
+    @property
+    def processed(self) -> int:
+        return self.written + self.unchanged + self.stale
+
+    def merge(self, other: WriteResult) -> WriteResult:
+        return WriteResult(
+            self.written + other.written,
+            self.unchanged + other.unchanged,
+            self.stale + other.stale,
+            [*self.rejected, *other.rejected],
+        )
+
+
+def latest_per_id(messages: list[RecordMessage]) -> list[RecordMessage]:
+    """One message per id: the newest dump version wins, then the later one in the batch."""
+    best: dict[int, RecordMessage] = {}
+    for msg in messages:
+        current = best.get(msg.id)
+        if current is None or msg.version >= current.version:
+            best[msg.id] = msg
+    return sorted(best.values(), key=lambda m: m.id)

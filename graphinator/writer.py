@@ -1,0 +1,512 @@
+"""Record batches -> Neo4j (design §5), one write transaction per batch.
+
+Model
+-----
+Nodes (`id` is the Discogs integer; every full node has `sha256` and `dump_version`):
+  Artist{id, name, realname, profile}   Label{id, name, profile}
+  Master{id, title, year:int, main_release:int}
+  Release{id, title, year:int, released, country, formats:[str], is_main_release:bool}
+  Genre{name}  Style{name}
+`formats` holds one display string per `<format>`: an optional "<qty> x " prefix when qty is not
+1, the format name, its descriptions, then its free text, joined by ", "
+(e.g. `2 x Vinyl, 12", 33 ⅓ RPM`). The full format objects stay in PostgreSQL.
+
+Relationships, and which record owns them (a record rebuilds exactly what it owns):
+  MEMBER_OF  member -> group   asserted by the member (`groups`, flag via_member) and/or the
+                               group (`members`, flag via_group); a rebuild clears its own flag and
+                               deletes the edge only when no other record still asserts it
+  ALIAS_OF   record -> alias   (`aliases`)
+  SUBLABEL_OF child -> parent  asserted by the child (`parent_label`, via_child) and/or the parent
+                               (`sublabels`, via_parent), same flag rule as MEMBER_OF
+  BY         Release/Master -> Artist (main `artists` credits; `anv`, `join` kept on the edge)
+  CREDITED   Artist -> Release (`extraartists` of the release and of every track/sub-track,
+             `role` and `tracks` on the edge; a track credit without `tracks` gets the position)
+  ON         Release -> Label, `catno` on the edge (one edge per distinct catno)
+  DERIVED_FROM Release -> Master (`master_id`)
+  IS         Release/Master -> Genre/Style
+  PART_OF    Style -> Genre, only from records with exactly one genre (an unambiguous
+             co-occurrence; the cartesian product of several genres x styles is noise). Shared
+             taxonomy: never owned, never deleted.
+Credits without an id (unlinked credits) produce no edge.
+
+Stubs: a referenced Artist/Label/Master that has no record yet is MERGEd with the name seen in the
+reference (none for a master) and no sha256; the full record fills it later. The hash check and
+the writes happen in the same transaction: an unchanged sha256 only bumps `dump_version`; a
+changed record's owned relationships are deleted and re-created. A message from an older dump
+version than the stored one is ignored (`stale`).
+
+`remove_stale(driver, type, version)`: full nodes whose `dump_version` is older than `version`
+lose their owned relationships and properties; a node something else still points at (a release
+still credits the artist, a user collected the release) stays as a stub with its id and name, the
+rest is deleted. Stubs that were never full records are left alone unless nothing points at them
+any more.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Final, LiteralString
+
+from neo4j import AsyncDriver, AsyncManagedTransaction
+
+from common.logging import get_logger
+from common.messages import RecordMessage
+from common.writes import WriteResult, latest_per_id
+
+log = get_logger(__name__)
+
+LABELS: Final = {"artists": "Artist", "labels": "Label", "masters": "Master", "releases": "Release"}
+
+
+@dataclass
+class _Rows:
+    """The Cypher parameters of one batch: node rows and relationship rows grouped by kind."""
+
+    nodes: list[dict[str, Any]] = field(default_factory=list)
+    rels: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    part_of: set[tuple[str, str]] = field(default_factory=set)
+
+    def add(self, kind: str, row: dict[str, Any]) -> None:
+        self.rels.setdefault(kind, []).append(row)
+
+
+class RecordShapeError(ValueError):
+    """The record cannot be mapped (wrong type where the contract says list/object)."""
+
+
+def _list(record: dict[str, Any], key: str) -> list[Any]:
+    value = record.get(key)
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise RecordShapeError(f"{key} must be a list, got {type(value).__name__}")
+    return value
+
+
+def _obj(item: Any, key: str) -> dict[str, Any]:
+    if not isinstance(item, dict):
+        raise RecordShapeError(f"{key} items must be objects, got {type(item).__name__}")
+    return item
+
+
+def _ref_id(item: dict[str, Any], key: str) -> int | None:
+    value = item.get("id")
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise RecordShapeError(f"{key}[].id must be an integer, got {value!r}")
+    return value if value > 0 else None
+
+
+def _names(record: dict[str, Any], key: str) -> list[str]:
+    out: list[str] = []
+    for value in _list(record, key):
+        if isinstance(value, str) and value.strip():
+            if value not in out:
+                out.append(value)
+        elif value is not None and not isinstance(value, str):
+            raise RecordShapeError(f"{key} items must be strings")
+    return out
+
+
+def format_strings(formats: Iterable[Any]) -> list[str]:
+    """`[{"name": "Vinyl", "qty": 2, "descriptions": ["12\\"", "LP"], "text": "Red"}]` ->
+    `['2 x Vinyl, 12", LP, Red']`."""
+    out: list[str] = []
+    for fmt in formats:
+        item = _obj(fmt, "formats")
+        parts = [str(item["name"])] if item.get("name") else []
+        parts += [str(d) for d in item.get("descriptions") or [] if d]
+        if item.get("text"):
+            parts.append(str(item["text"]))
+        text = ", ".join(parts)
+        qty = item.get("qty")
+        if qty not in (None, 1, "1", "", 0):
+            text = f"{qty} x {text}"
+        out.append(text)
+    return out
+
+
+def _genre_rows(rows: _Rows, src: int, record: dict[str, Any]) -> None:
+    genres = _names(record, "genres")
+    styles = _names(record, "styles")
+    for name in genres:
+        rows.add("IS_GENRE", {"src": src, "name": name})
+    for name in styles:
+        rows.add("IS_STYLE", {"src": src, "name": name})
+    if len(genres) == 1:
+        rows.part_of.update((style, genres[0]) for style in styles)
+
+
+def _by_rows(rows: _Rows, src: int, record: dict[str, Any]) -> None:
+    seen: set[int] = set()
+    for credit in _list(record, "artists"):
+        item = _obj(credit, "artists")
+        dst = _ref_id(item, "artists")
+        if dst is None or dst in seen:
+            continue
+        seen.add(dst)
+        rows.add(
+            "BY",
+            {
+                "src": src,
+                "dst": dst,
+                "name": item.get("name"),
+                "anv": item.get("anv"),
+                "join": item.get("join"),
+            },
+        )
+
+
+def _tracks(tracks: list[Any]) -> Iterable[dict[str, Any]]:
+    for track in tracks:
+        item = _obj(track, "tracklist")
+        yield item
+        yield from _tracks(_list(item, "sub_tracks"))
+
+
+def _map_artist(rec: RecordMessage, rows: _Rows) -> dict[str, Any]:
+    r = rec.record
+    for alias in _list(r, "aliases"):
+        item = _obj(alias, "aliases")
+        dst = _ref_id(item, "aliases")
+        if dst is not None and dst != rec.id:
+            rows.add("ALIAS_OF", {"src": rec.id, "dst": dst, "name": item.get("name")})
+    for group in _list(r, "groups"):
+        item = _obj(group, "groups")
+        dst = _ref_id(item, "groups")
+        if dst is not None and dst != rec.id:
+            rows.add("MEMBER_OF_GROUP", {"src": rec.id, "dst": dst, "name": item.get("name")})
+    for member in _list(r, "members"):
+        item = _obj(member, "members")
+        dst = _ref_id(item, "members")
+        if dst is not None and dst != rec.id:
+            rows.add("MEMBER_OF_MEMBER", {"src": rec.id, "dst": dst, "name": item.get("name")})
+    return {"name": r.get("name"), "realname": r.get("realname"), "profile": r.get("profile")}
+
+
+def _map_label(rec: RecordMessage, rows: _Rows) -> dict[str, Any]:
+    r = rec.record
+    parent = r.get("parent_label")
+    if parent is not None:
+        item = _obj(parent, "parent_label")
+        dst = _ref_id(item, "parent_label")
+        if dst is not None and dst != rec.id:
+            rows.add("SUBLABEL_OF_PARENT", {"src": rec.id, "dst": dst, "name": item.get("name")})
+    for sub in _list(r, "sublabels"):
+        item = _obj(sub, "sublabels")
+        dst = _ref_id(item, "sublabels")
+        if dst is not None and dst != rec.id:
+            rows.add("SUBLABEL_OF_SUB", {"src": rec.id, "dst": dst, "name": item.get("name")})
+    return {"name": r.get("name"), "profile": r.get("profile")}
+
+
+def _map_master(rec: RecordMessage, rows: _Rows) -> dict[str, Any]:
+    r = rec.record
+    _by_rows(rows, rec.id, r)
+    _genre_rows(rows, rec.id, r)
+    return {"title": r.get("title"), "year": r.get("year"), "main_release": r.get("main_release")}
+
+
+def _map_release(rec: RecordMessage, rows: _Rows) -> dict[str, Any]:
+    r = rec.record
+    _by_rows(rows, rec.id, r)
+    _genre_rows(rows, rec.id, r)
+    credits: set[tuple[int, str | None, str | None]] = set()
+
+    def credit(item: dict[str, Any], tracks: str | None) -> None:
+        dst = _ref_id(item, "extraartists")
+        if dst is None:
+            return
+        key = (dst, item.get("role"), item.get("tracks") or tracks)
+        if key not in credits:
+            credits.add(key)
+            rows.add(
+                "CREDITED",
+                {"src": rec.id, "dst": dst, "name": item.get("name"), "role": key[1], "tracks": key[2]},
+            )
+
+    for extra in _list(r, "extraartists"):
+        credit(_obj(extra, "extraartists"), None)
+    for track in _tracks(_list(r, "tracklist")):
+        for extra in _list(track, "extraartists"):
+            credit(_obj(extra, "extraartists"), track.get("position"))
+    labels: set[tuple[int, str | None]] = set()
+    for label in _list(r, "labels"):
+        item = _obj(label, "labels")
+        dst = _ref_id(item, "labels")
+        if dst is None or (dst, item.get("catno")) in labels:
+            continue
+        labels.add((dst, item.get("catno")))
+        rows.add("ON", {"src": rec.id, "dst": dst, "name": item.get("name"), "catno": item.get("catno")})
+    master_id = r.get("master_id")
+    if isinstance(master_id, int) and not isinstance(master_id, bool) and master_id > 0:
+        rows.add("DERIVED_FROM", {"src": rec.id, "dst": master_id})
+    elif master_id is not None:
+        raise RecordShapeError(f"master_id must be a positive integer, got {master_id!r}")
+    return {
+        "title": r.get("title"),
+        "year": r.get("year"),
+        "released": r.get("released"),
+        "country": r.get("country"),
+        "formats": format_strings(_list(r, "formats")),
+        "is_main_release": r.get("is_main_release"),
+    }
+
+
+_MAPPERS: Final[dict[str, Callable[[RecordMessage, _Rows], dict[str, Any]]]] = {
+    "artists": _map_artist,
+    "labels": _map_label,
+    "masters": _map_master,
+    "releases": _map_release,
+}
+
+# Relationship statements; each UNWINDs rows {src, dst, name, ...} sorted by dst (stable lock order).
+# Targets are MERGEd as stubs carrying the referencing name; owned edges can be CREATEd because
+# the record's previous ones were deleted in the same transaction.
+_STUB_NAME = "ON CREATE SET t.name = r.name"
+_REL_CYPHER: Final[dict[str, dict[str, str]]] = {
+    "artists": {
+        "ALIAS_OF": f"""UNWIND $rows AS r MATCH (s:Artist {{id: r.src}}) MERGE (t:Artist {{id: r.dst}})
+            {_STUB_NAME} CREATE (s)-[:ALIAS_OF]->(t)""",
+        "MEMBER_OF_GROUP": f"""UNWIND $rows AS r MATCH (s:Artist {{id: r.src}}) MERGE (t:Artist {{id: r.dst}})
+            {_STUB_NAME} MERGE (s)-[m:MEMBER_OF]->(t) SET m.via_member = true""",
+        "MEMBER_OF_MEMBER": f"""UNWIND $rows AS r MATCH (s:Artist {{id: r.src}})
+            MERGE (t:Artist {{id: r.dst}}) {_STUB_NAME}
+            MERGE (t)-[m:MEMBER_OF]->(s) SET m.via_group = true""",
+    },
+    "labels": {
+        "SUBLABEL_OF_PARENT": f"""UNWIND $rows AS r MATCH (s:Label {{id: r.src}})
+            MERGE (t:Label {{id: r.dst}}) {_STUB_NAME}
+            MERGE (s)-[m:SUBLABEL_OF]->(t) SET m.via_child = true""",
+        "SUBLABEL_OF_SUB": f"""UNWIND $rows AS r MATCH (s:Label {{id: r.src}}) MERGE (t:Label {{id: r.dst}})
+            {_STUB_NAME} MERGE (t)-[m:SUBLABEL_OF]->(s) SET m.via_parent = true""",
+    },
+    "masters": {
+        "BY": f"""UNWIND $rows AS r MATCH (s:Master {{id: r.src}}) MERGE (t:Artist {{id: r.dst}})
+            {_STUB_NAME} CREATE (s)-[:BY {{anv: r.anv, join: r.join}}]->(t)""",
+        "IS_GENRE": """UNWIND $rows AS r MATCH (s:Master {id: r.src}) MERGE (t:Genre {name: r.name})
+            CREATE (s)-[:IS]->(t)""",
+        "IS_STYLE": """UNWIND $rows AS r MATCH (s:Master {id: r.src}) MERGE (t:Style {name: r.name})
+            CREATE (s)-[:IS]->(t)""",
+    },
+    "releases": {
+        "BY": f"""UNWIND $rows AS r MATCH (s:Release {{id: r.src}}) MERGE (t:Artist {{id: r.dst}})
+            {_STUB_NAME} CREATE (s)-[:BY {{anv: r.anv, join: r.join}}]->(t)""",
+        "CREDITED": f"""UNWIND $rows AS r MATCH (s:Release {{id: r.src}}) MERGE (t:Artist {{id: r.dst}})
+            {_STUB_NAME} CREATE (t)-[:CREDITED {{role: r.role, tracks: r.tracks}}]->(s)""",
+        "ON": f"""UNWIND $rows AS r MATCH (s:Release {{id: r.src}}) MERGE (t:Label {{id: r.dst}})
+            {_STUB_NAME} CREATE (s)-[:ON {{catno: r.catno}}]->(t)""",
+        "DERIVED_FROM": """UNWIND $rows AS r MATCH (s:Release {id: r.src}) MERGE (t:Master {id: r.dst})
+            CREATE (s)-[:DERIVED_FROM]->(t)""",
+        "IS_GENRE": """UNWIND $rows AS r MATCH (s:Release {id: r.src}) MERGE (t:Genre {name: r.name})
+            CREATE (s)-[:IS]->(t)""",
+        "IS_STYLE": """UNWIND $rows AS r MATCH (s:Release {id: r.src}) MERGE (t:Style {name: r.name})
+            CREATE (s)-[:IS]->(t)""",
+    },
+}
+
+# Owned relationships of an existing node, deleted before its record is re-written. Shared edges
+# (MEMBER_OF, SUBLABEL_OF) lose only this record's flag and survive while the other side asserts them.
+_DROP_OWNED: Final[dict[str, str]] = {
+    "artists": """UNWIND $ids AS id MATCH (n:Artist {id: id})
+        CALL (n) { MATCH (n)-[r:ALIAS_OF]->() DELETE r }
+        CALL (n) { MATCH (n)-[r:MEMBER_OF]->() WHERE r.via_group IS NULL DELETE r }
+        CALL (n) { MATCH (n)-[r:MEMBER_OF]->() REMOVE r.via_member }
+        CALL (n) { MATCH (n)<-[r:MEMBER_OF]-() WHERE r.via_member IS NULL DELETE r }
+        CALL (n) { MATCH (n)<-[r:MEMBER_OF]-() REMOVE r.via_group }""",
+    "labels": """UNWIND $ids AS id MATCH (n:Label {id: id})
+        CALL (n) { MATCH (n)-[r:SUBLABEL_OF]->() WHERE r.via_parent IS NULL DELETE r }
+        CALL (n) { MATCH (n)-[r:SUBLABEL_OF]->() REMOVE r.via_child }
+        CALL (n) { MATCH (n)<-[r:SUBLABEL_OF]-() WHERE r.via_child IS NULL DELETE r }
+        CALL (n) { MATCH (n)<-[r:SUBLABEL_OF]-() REMOVE r.via_parent }""",
+    "masters": """UNWIND $ids AS id MATCH (n:Master {id: id})
+        CALL (n) { MATCH (n)-[r:BY|IS]->() DELETE r }""",
+    "releases": """UNWIND $ids AS id MATCH (n:Release {id: id})
+        CALL (n) { MATCH (n)-[r:BY|ON|DERIVED_FROM|IS]->() DELETE r }
+        CALL (n) { MATCH (n)<-[r:CREDITED]-() DELETE r }""",
+}
+
+_STUB_NEIGHBOURS: Final = """UNWIND $ids AS id MATCH (:{label} {{id: id}})--(x)
+    WHERE x.sha256 IS NULL AND NOT x:Genre AND NOT x:Style RETURN collect(DISTINCT elementId(x)) AS near"""
+_DELETE_ORPHAN_STUBS: Final = (
+    """UNWIND $ids AS eid MATCH (x) WHERE elementId(x) = eid AND NOT (x)--() DELETE x"""
+)
+
+# Properties a full record sets; remove_stale strips them to leave a stub.
+_FULL_PROPS: Final[dict[str, tuple[str, ...]]] = {
+    "artists": ("realname", "profile"),
+    "labels": ("profile",),
+    "masters": ("year", "main_release"),
+    "releases": ("year", "released", "country", "formats", "is_main_release"),
+}
+
+
+def _q(text: str) -> LiteralString:
+    """Our statements are built only from constants above, never from record data."""
+    return text  # mypy treats LiteralString as str
+
+
+def _label(data_type: str) -> str:
+    try:
+        return LABELS[data_type]
+    except KeyError:
+        raise ValueError(f"unknown data type {data_type!r}") from None
+
+
+async def _run(tx: AsyncManagedTransaction, query: str, **params: Any) -> list[dict[str, Any]]:
+    result = await tx.run(_q(query), **params)
+    return [record.data() async for record in result]
+
+
+def map_batch(
+    data_type: str, messages: Sequence[RecordMessage]
+) -> tuple[dict[int, tuple[RecordMessage, dict[str, Any], _Rows]], list[tuple[RecordMessage, str]]]:
+    """Map each message on its own (so one bad shape is rejected alone); newest version per id."""
+    mapper = _MAPPERS[data_type]
+    mapped: dict[int, tuple[RecordMessage, dict[str, Any], _Rows]] = {}
+    rejected: list[tuple[RecordMessage, str]] = []
+    for msg in latest_per_id(list(messages)):
+        if msg.type != data_type:
+            rejected.append((msg, f"message type {msg.type!r} on the {data_type} queue"))
+            continue
+        rows = _Rows()
+        try:
+            props = mapper(msg, rows)
+        except (RecordShapeError, TypeError, AttributeError, KeyError) as exc:
+            rejected.append((msg, f"bad record shape: {exc}"))
+            continue
+        props["sha256"] = msg.sha256
+        props["dump_version"] = msg.version
+        mapped[msg.id] = (msg, props, rows)
+    return mapped, rejected
+
+
+async def _write_tx(
+    tx: AsyncManagedTransaction,
+    data_type: str,
+    mapped: dict[int, tuple[RecordMessage, dict[str, Any], _Rows]],
+) -> WriteResult:
+    label = _label(data_type)
+    result = WriteResult()
+    if not mapped:
+        return result
+    stored = await _run(
+        tx,
+        f"UNWIND $ids AS id MATCH (n:{label} {{id: id}}) "
+        "RETURN n.id AS id, n.sha256 AS sha256, n.dump_version AS version",
+        ids=list(mapped),
+    )
+    existing = {row["id"]: row for row in stored}
+    bumps: list[dict[str, Any]] = []
+    changed: list[int] = []  # existing nodes (full or stub) whose record is (re)written
+    write: list[int] = []
+    for rid, (msg, _, _) in mapped.items():
+        old = existing.get(rid)
+        if old is not None and old["sha256"] is not None and old["version"] is not None:
+            if old["version"] > msg.version:
+                result.stale += 1
+                continue
+            if old["sha256"] == msg.sha256:
+                result.unchanged += 1
+                if old["version"] < msg.version:
+                    bumps.append({"id": rid, "version": msg.version})
+                continue
+        if old is not None:
+            changed.append(rid)
+        write.append(rid)
+    if bumps:
+        await _run(
+            tx,
+            f"UNWIND $rows AS r MATCH (n:{label} {{id: r.id}}) SET n.dump_version = r.version",
+            rows=bumps,
+        )
+    if not write:
+        return result
+    near: list[str] = []
+    if changed:
+        found = await _run(tx, _STUB_NEIGHBOURS.format(label=label), ids=changed)
+        near = found[0]["near"] if found else []
+        await _run(tx, _DROP_OWNED[data_type], ids=changed)
+    await _run(
+        tx,
+        f"UNWIND $rows AS r MERGE (n:{label} {{id: r.id}}) SET n += r.props",
+        rows=[{"id": rid, "props": mapped[rid][1]} for rid in write],
+    )
+    grouped: dict[str, list[dict[str, Any]]] = {}
+    part_of: set[tuple[str, str]] = set()
+    for rid in write:
+        record_rows = mapped[rid][2]
+        for kind, items in record_rows.rels.items():
+            grouped.setdefault(kind, []).extend(items)
+        part_of |= record_rows.part_of
+    for kind, query in _REL_CYPHER[data_type].items():
+        kind_rows = grouped.get(kind)
+        if kind_rows:
+            kind_rows.sort(key=lambda r: (r.get("dst") or 0, r.get("name") or "", r["src"]))
+            await _run(tx, query, rows=kind_rows)
+    if part_of:
+        await _run(
+            tx,
+            "UNWIND $rows AS r MERGE (s:Style {name: r[0]}) MERGE (g:Genre {name: r[1]}) "
+            "MERGE (s)-[:PART_OF]->(g)",
+            rows=sorted([list(p) for p in part_of]),
+        )
+    if near:
+        # Stubs only the old version of a changed record pointed at carry nothing any more.
+        await _run(tx, _DELETE_ORPHAN_STUBS, ids=near)
+    result.written = len(write)
+    return result
+
+
+async def write_batch(
+    driver: AsyncDriver, data_type: str, messages: Sequence[RecordMessage], database: str = "neo4j"
+) -> WriteResult:
+    """Write one batch of records of `data_type` in one transaction; idempotent.
+
+    Records that cannot be mapped are returned in `rejected` (the rest is written). Store errors
+    propagate: the caller decides between retrying (transient) and bisecting (permanent).
+    """
+    _label(data_type)
+    mapped, rejected = map_batch(data_type, messages)
+    async with driver.session(database=database) as session:
+        result = await session.execute_write(_write_tx, data_type, mapped)
+    result.rejected = rejected
+    return result
+
+
+async def remove_stale(driver: AsyncDriver, data_type: str, version: str, database: str = "neo4j") -> int:
+    """Remove full `data_type` records last seen in a dump older than `version`; return how many.
+
+    Each one loses the relationships it owns and its record properties; it is deleted when nothing
+    else points at it, else kept as a stub (id and name) for the records that still reference it.
+    """
+    label = _label(data_type)
+    strip = ", ".join(f"n.{prop}" for prop in ("sha256", "dump_version", *_FULL_PROPS[data_type]))
+    drop_owned = _DROP_OWNED[data_type].replace("UNWIND $ids AS id MATCH (n:" + label + " {id: id})", "")
+    query = f"""
+        MATCH (n:{label}) WHERE n.dump_version < $version
+        CALL (n) {{
+            OPTIONAL MATCH (n)--(x) WHERE x.sha256 IS NULL AND NOT x:Genre AND NOT x:Style
+            WITH n, collect(DISTINCT x) AS near
+            {drop_owned}
+            REMOVE {strip}
+            WITH n, near
+            CALL (n) {{ WITH n WHERE NOT (n)--() DELETE n }}
+            UNWIND near AS x
+            WITH DISTINCT x WHERE NOT (x)--()
+            DELETE x
+        }} IN TRANSACTIONS OF 1000 ROWS
+        RETURN count(*) AS removed"""
+    async with driver.session(database=database) as session:
+        result = await session.run(_q(query), version=version)
+        record = await result.single()
+        removed = int(record["removed"]) if record else 0
+    log.info(
+        "stale_records_removed",
+        data_type=data_type,
+        version=version,
+        removed=removed,
+    )
+    return removed

@@ -1,0 +1,184 @@
+"""Record batches -> PostgreSQL (design §5), one transaction per batch.
+
+Each batch is COPYed into a per-connection temporary staging table, then merged:
+1. rows whose stored sha256 equals the message's only get `dump_version` bumped (when newer);
+2. `INSERT ... ON CONFLICT (id) DO UPDATE ... WHERE t.sha256 IS DISTINCT FROM excluded.sha256
+   AND t.dump_version <= excluded.dump_version` writes new and changed rows and ignores a message
+   from an older dump than the row's (so a late redelivery never rolls a row back).
+Typed columns (name/title, year, country, master_id) come from the record; `data` is the whole
+normalised record as JSONB. Rows are merged in id order so concurrent replicas lock in one order.
+
+`remove_stale(conn, type, version)` deletes the rows last seen in a dump older than `version`, in
+chunks (each its own transaction) so a sweep of millions never holds one giant transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any, Final, LiteralString
+
+import orjson
+from psycopg import AsyncConnection
+from psycopg_pool import AsyncConnectionPool
+
+from common.logging import get_logger
+from common.messages import RecordMessage
+from common.writes import WriteResult, latest_per_id
+
+log = get_logger(__name__)
+
+PoolOrConn = AsyncConnectionPool[AsyncConnection[Any]] | AsyncConnection[Any]
+
+
+@dataclass(frozen=True)
+class _Table:
+    name: str
+    # typed column -> (record key, expected python type)
+    columns: tuple[tuple[str, str, type], ...]
+
+
+TABLES: Final = {
+    "artists": _Table("artists", (("name", "name", str),)),
+    "labels": _Table("labels", (("name", "name", str),)),
+    "masters": _Table("masters", (("title", "title", str), ("year", "year", int))),
+    "releases": _Table(
+        "releases",
+        (
+            ("title", "title", str),
+            ("year", "year", int),
+            ("country", "country", str),
+            ("master_id", "master_id", int),
+        ),
+    ),
+}
+_SQL_TYPES: Final = {str: "text", int: "bigint"}
+SWEEP_CHUNK: Final = 20_000
+
+
+def _q(text: str) -> LiteralString:
+    """Statements are built only from the constant table definitions above."""
+    return text  # mypy treats LiteralString as str
+
+
+def _table(data_type: str) -> _Table:
+    try:
+        return TABLES[data_type]
+    except KeyError:
+        raise ValueError(f"unknown data type {data_type!r}") from None
+
+
+def _row(table: _Table, msg: RecordMessage) -> tuple[Any, ...]:
+    values: list[Any] = [msg.id, msg.sha256, msg.version]
+    for column, key, kind in table.columns:
+        value = msg.record.get(key)
+        if value is not None and (not isinstance(value, kind) or isinstance(value, bool)):
+            raise ValueError(f"{key} must be {kind.__name__} or null, got {type(value).__name__}")
+        values.append(value)
+        del column
+    values.append(orjson.dumps(msg.record).decode())
+    return tuple(values)
+
+
+@asynccontextmanager
+async def _connection(pool_or_conn: PoolOrConn) -> AsyncIterator[AsyncConnection[Any]]:
+    if isinstance(pool_or_conn, AsyncConnectionPool):
+        async with pool_or_conn.connection() as conn:
+            yield conn
+    else:
+        yield pool_or_conn
+
+
+async def write_batch(
+    pool_or_conn: PoolOrConn, data_type: str, messages: Sequence[RecordMessage]
+) -> WriteResult:
+    """Upsert one batch of `data_type` records in one transaction; idempotent.
+
+    Records whose typed fields have the wrong type are returned in `rejected` (the rest is
+    written); store errors propagate for the caller to retry (transient) or bisect (permanent).
+    """
+    table = _table(data_type)
+    result = WriteResult()
+    rows: list[tuple[Any, ...]] = []
+    for msg in latest_per_id(list(messages)):
+        if msg.type != data_type:
+            result.rejected.append((msg, f"message type {msg.type!r} on the {data_type} queue"))
+            continue
+        try:
+            rows.append(_row(table, msg))
+        except (ValueError, TypeError) as exc:
+            result.rejected.append((msg, f"bad record shape: {exc}"))
+    if not rows:
+        return result
+
+    t = table.name
+    stage = f"_stage_{t}"
+    typed = [c for c, _, _ in table.columns]
+    cols = ["id", "sha256", "dump_version", *typed, "data"]
+    col_list = ", ".join(cols)
+    stage_ddl = ", ".join(
+        ["id bigint", "sha256 text", "dump_version text"]
+        + [f"{c} {_SQL_TYPES[k]}" for c, _, k in table.columns]
+        + ["data jsonb"]
+    )
+    updates = ", ".join(
+        [f"{c} = excluded.{c}" for c in ["sha256", "dump_version", *typed, "data"]] + ["updated_at = now()"]
+    )
+    async with _connection(pool_or_conn) as conn, conn.transaction():
+        await conn.execute(_q(f"CREATE TEMP TABLE IF NOT EXISTS {stage} ({stage_ddl}) ON COMMIT DELETE ROWS"))
+        async with conn.cursor() as cur:
+            async with cur.copy(_q(f"COPY {stage} ({col_list}) FROM STDIN")) as copy:
+                for row in rows:
+                    await copy.write_row(row)
+            await cur.execute(
+                _q(
+                    f"""WITH cur AS (
+                        SELECT t.sha256 = s.sha256 AS same, t.dump_version > s.dump_version AS older
+                        FROM {stage} s JOIN {t} t ON t.id = s.id),
+                    bump AS (
+                        UPDATE {t} t SET dump_version = s.dump_version FROM {stage} s
+                        WHERE t.id = s.id AND t.sha256 = s.sha256 AND t.dump_version < s.dump_version
+                        RETURNING 1)
+                    SELECT count(*) FILTER (WHERE same) AS unchanged,
+                           count(*) FILTER (WHERE NOT same AND older) AS stale,
+                           (SELECT count(*) FROM bump) AS bumped
+                    FROM cur"""
+                )
+            )
+            counts = await cur.fetchone()
+            await cur.execute(
+                _q(
+                    f"""INSERT INTO {t} AS t ({col_list})
+                    SELECT {col_list} FROM {stage} ORDER BY id
+                    ON CONFLICT (id) DO UPDATE SET {updates}
+                    WHERE t.sha256 IS DISTINCT FROM excluded.sha256
+                      AND t.dump_version <= excluded.dump_version"""
+                )
+            )
+            result.written = cur.rowcount
+    if counts is not None:
+        values = list(counts.values()) if isinstance(counts, dict) else list(counts)
+        result.unchanged, result.stale = int(values[0]), int(values[1])
+    return result
+
+
+async def remove_stale(pool_or_conn: PoolOrConn, data_type: str, version: str) -> int:
+    """Delete `data_type` rows last seen in a dump older than `version`; return how many."""
+    t = _table(data_type).name
+    removed = 0
+    async with _connection(pool_or_conn) as conn:
+        while True:
+            async with conn.transaction():
+                cur = await conn.execute(
+                    _q(
+                        f"DELETE FROM {t} WHERE id IN "
+                        f"(SELECT id FROM {t} WHERE dump_version < %s LIMIT {SWEEP_CHUNK})"
+                    ),
+                    (version,),
+                )
+            removed += cur.rowcount
+            if cur.rowcount < SWEEP_CHUNK:
+                break
+    log.info("stale_rows_removed", data_type=data_type, version=version, removed=removed)
+    return removed

@@ -1,0 +1,334 @@
+"""graphinator.writer against the real Neo4j: the full model of design §5, idempotency, change
+handling (stale relationships dropped) and the sweep of records missing from a newer dump."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from neo4j import AsyncDriver
+
+from graphinator.writer import format_strings, remove_stale, write_batch
+from tests.integration.consumer_support import (
+    ARTIST_2,
+    ARTIST_26,
+    LABEL_107799,
+    MASTER_2280259,
+    RELEASE_1,
+    RELEASE_2,
+    V1,
+    V2,
+    changed,
+    message,
+)
+
+pytestmark = pytest.mark.integration
+
+
+async def q(driver: AsyncDriver, cypher: str, **params: Any) -> list[dict[str, Any]]:
+    records, _, _ = await driver.execute_query(cypher, params)
+    return [r.data() for r in records]
+
+
+async def graph_snapshot(driver: AsyncDriver) -> tuple[list[Any], list[Any]]:
+    """Every node and relationship with its properties, in a canonical order."""
+    nodes = await q(driver, "MATCH (n) RETURN labels(n) AS l, properties(n) AS p")
+    rels = await q(
+        driver,
+        "MATCH (a)-[r]->(b) RETURN labels(a)[0] AS a, coalesce(a.id, a.name) AS aid, type(r) AS t, "
+        "properties(r) AS p, labels(b)[0] AS b, coalesce(b.id, b.name) AS bid",
+    )
+    return sorted(nodes, key=repr), sorted(rels, key=repr)
+
+
+def test_format_strings() -> None:
+    assert format_strings(RELEASE_1["formats"]) == ['2 x Vinyl, 12", 33 ⅓ RPM']
+    assert format_strings(
+        [
+            {"name": "CD", "qty": 1, "text": "Promo", "descriptions": ["Album"]},
+            {"name": "File", "qty": None, "text": None, "descriptions": []},
+        ]
+    ) == ["CD, Album, Promo", "File"]
+
+
+async def test_releases_land_with_exact_fields_and_relationships(clean_neo4j: AsyncDriver) -> None:
+    driver = clean_neo4j
+    result = await write_batch(
+        driver, "releases", [message("releases", RELEASE_1), message("releases", RELEASE_2)]
+    )
+    assert (result.written, result.unchanged, result.rejected) == (2, 0, [])
+
+    [r1] = await q(driver, "MATCH (r:Release {id: 1}) RETURN properties(r) AS p")
+    assert r1["p"] == {
+        "id": 1,
+        "title": "Stockholm",
+        "year": 1999,
+        "released": "1999-03-00",
+        "country": "Sweden",
+        "formats": ['2 x Vinyl, 12", 33 ⅓ RPM'],
+        "is_main_release": True,
+        "sha256": message("releases", RELEASE_1).sha256,
+        "dump_version": V1,
+    }
+    assert isinstance(r1["p"]["year"], int)
+
+    by = await q(
+        driver,
+        "MATCH (:Release {id: 1})-[:BY]->(a:Artist) RETURN a.id AS id, a.name AS name, a.sha256 AS sha",
+    )
+    assert by == [{"id": 1, "name": "The Persuader", "sha": None}]  # a stub with the credited name
+    credited = await q(
+        driver,
+        "MATCH (a:Artist)-[c:CREDITED]->(:Release {id: 1}) RETURN a.id AS id, a.name AS name, c.role AS role",
+    )
+    assert credited == [{"id": 239, "name": "Jesper Dahlbäck", "role": "Music By [All Tracks By]"}]
+    on = await q(
+        driver,
+        "MATCH (:Release {id: 2})-[o:ON]->(l:Label) RETURN l.id AS id, l.name AS name, o.catno AS catno "
+        "ORDER BY catno",
+    )
+    assert on == [{"id": 5, "name": "Svek", "catno": "SK 026"}, {"id": 5, "name": "Svek", "catno": "SK026"}]
+    roles = await q(
+        driver,
+        "MATCH (a:Artist)-[c:CREDITED]->(:Release {id: 2}) "
+        "RETURN a.id AS id, c.role AS role ORDER BY id, role",
+    )
+    assert roles == [
+        {"id": 26, "role": "Producer, Recorded By"},
+        {"id": 26, "role": "Written-By"},
+        {"id": 27, "role": "Producer, Recorded By"},
+        {"id": 27, "role": "Written-By"},
+    ]
+    derived = await q(
+        driver,
+        "MATCH (r:Release)-[:DERIVED_FROM]->(m:Master) "
+        "RETURN r.id AS r, m.id AS m, m.sha256 AS sha ORDER BY r",
+    )
+    assert derived == [{"r": 1, "m": 1660109, "sha": None}, {"r": 2, "m": 713738, "sha": None}]
+    tags = await q(
+        driver,
+        "MATCH (:Release {id: 2})-[:IS]->(t) RETURN labels(t)[0] AS kind, t.name AS name ORDER BY kind, name",
+    )
+    assert tags == [
+        {"kind": "Genre", "name": "Electronic"},
+        {"kind": "Style", "name": "Broken Beat"},
+        {"kind": "Style", "name": "Tech House"},
+        {"kind": "Style", "name": "Techno"},
+    ]
+    part_of = await q(
+        driver, "MATCH (s:Style)-[:PART_OF]->(g:Genre) RETURN s.name AS s, g.name AS g ORDER BY s"
+    )
+    assert part_of == [
+        {"s": "Broken Beat", "g": "Electronic"},
+        {"s": "Deep House", "g": "Electronic"},
+        {"s": "Tech House", "g": "Electronic"},
+        {"s": "Techno", "g": "Electronic"},
+    ]
+    counts = await q(driver, "MATCH (n) RETURN labels(n)[0] AS l, count(*) AS c ORDER BY l")
+    assert counts == [
+        {"l": "Artist", "c": 5},  # 1, 239 (release 1); 2, 26, 27 (release 2)
+        {"l": "Genre", "c": 1},
+        {"l": "Label", "c": 1},
+        {"l": "Master", "c": 2},
+        {"l": "Release", "c": 2},
+        {"l": "Style", "c": 4},
+    ]
+
+
+async def test_artists_labels_masters_and_stub_filling(clean_neo4j: AsyncDriver) -> None:
+    driver = clean_neo4j
+    # The release first: artist 2 exists only as a stub named by the credit.
+    await write_batch(driver, "releases", [message("releases", RELEASE_2)])
+    [stub] = await q(driver, "MATCH (a:Artist {id: 2}) RETURN properties(a) AS p")
+    assert stub["p"] == {"id": 2, "name": "Mr. James Barth & A.D."}
+
+    result = await write_batch(
+        driver, "artists", [message("artists", ARTIST_2), message("artists", ARTIST_26)]
+    )
+    assert result.written == 2
+    [full] = await q(driver, "MATCH (a:Artist {id: 2}) RETURN properties(a) AS p")
+    assert full["p"] == {
+        "id": 2,
+        "name": "Mr. James Barth & A.D.",
+        "realname": "Cari Lekebusch & Alexi Delano",
+        "sha256": message("artists", ARTIST_2).sha256,
+        "dump_version": V1,
+    }
+    members = await q(
+        driver,
+        "MATCH (m:Artist)-[r:MEMBER_OF]->(g:Artist) RETURN m.id AS m, g.id AS g, m.name AS name, "
+        "r.via_member AS vm, r.via_group AS vg ORDER BY m, g",
+    )
+    assert members == [
+        {"m": 26, "g": 2, "name": "Alexi Delano", "vm": True, "vg": True},  # asserted by both records
+        {"m": 26, "g": 254, "name": "Alexi Delano", "vm": True, "vg": None},
+        {"m": 27, "g": 2, "name": "Cari Lekebusch", "vm": None, "vg": True},
+    ]
+    aliases = await q(
+        driver, "MATCH (a:Artist)-[:ALIAS_OF]->(b) RETURN a.id AS a, b.id AS b, b.name AS n ORDER BY a, b"
+    )
+    assert aliases == [
+        {"a": 2, "b": 2470, "n": "Puente Latino"},
+        {"a": 2, "b": 19536, "n": "Yakari & Delano"},
+        {"a": 26, "b": 50, "n": "ADNY"},
+    ]
+    # The release's credits still point at the (now full) artist node: one node per id.
+    assert await q(driver, "MATCH (a:Artist {id: 26}) RETURN count(*) AS c") == [{"c": 1}]
+    assert await q(driver, "MATCH (:Artist {id: 26})-[c:CREDITED]->() RETURN count(c) AS c") == [{"c": 2}]
+
+    await write_batch(driver, "labels", [message("labels", LABEL_107799)])
+    sub = await q(
+        driver,
+        "MATCH (c:Label)-[:SUBLABEL_OF]->(p:Label) RETURN c.id AS c, c.name AS cn, p.id AS p, p.name AS pn, "
+        "p.sha256 AS psha",
+    )
+    assert sub == [
+        {"c": 107799, "cn": "Novalis", "p": 278277, "pn": "AVC Audio Video Communications AG", "psha": None}
+    ]
+
+    await write_batch(driver, "masters", [message("masters", MASTER_2280259)])
+    [master] = await q(driver, "MATCH (m:Master {id: 2280259}) RETURN properties(m) AS p")
+    assert master["p"] == {
+        "id": 2280259,
+        "title": "The Complete Bach Edition",
+        "year": 2012,
+        "main_release": 5355366,
+        "sha256": message("masters", MASTER_2280259).sha256,
+        "dump_version": V1,
+    }
+    by = await q(
+        driver, "MATCH (:Master {id: 2280259})-[b:BY]->(a) RETURN a.id AS id, a.name AS n, b.anv AS anv"
+    )
+    assert by == [{"id": 95537, "n": "Johann Sebastian Bach", "anv": "Bach"}]
+    styles = await q(driver, "MATCH (:Master {id: 2280259})-[:IS]->(s:Style) RETURN s.name AS s ORDER BY s")
+    assert [s["s"] for s in styles] == ["Baroque", "Cantata", "Mass"]
+
+
+async def test_redelivered_batch_changes_nothing(clean_neo4j: AsyncDriver) -> None:
+    driver = clean_neo4j
+    batch = [message("releases", RELEASE_1), message("releases", RELEASE_2)]
+    await write_batch(driver, "artists", [message("artists", ARTIST_2), message("artists", ARTIST_26)])
+    await write_batch(driver, "releases", batch)
+    before = await graph_snapshot(driver)
+    again = await write_batch(driver, "releases", batch)
+    assert (again.written, again.unchanged) == (0, 2)
+    again = await write_batch(
+        driver, "artists", [message("artists", ARTIST_26), message("artists", ARTIST_2)]
+    )
+    assert (again.written, again.unchanged) == (0, 2)
+    assert await graph_snapshot(driver) == before
+    # Duplicates inside one batch are written once.
+    dup = await write_batch(driver, "releases", [*batch, *batch])
+    assert dup.unchanged == 2
+    assert await graph_snapshot(driver) == before
+
+
+async def test_changed_record_updates_properties_and_drops_stale_relationships(
+    clean_neo4j: AsyncDriver,
+) -> None:
+    driver = clean_neo4j
+    await write_batch(driver, "releases", [message("releases", RELEASE_2)])
+    await write_batch(driver, "artists", [message("artists", ARTIST_2), message("artists", ARTIST_26)])
+    new_release = changed(
+        RELEASE_2,
+        title="Knockin' Boots Vol. 2",
+        year=1999,
+        labels=[{"id": 7, "name": "Other Label", "catno": "OL 1"}],
+        extraartists=[RELEASE_2["extraartists"][0]],
+        styles=["Techno"],
+        master_id=None,
+        is_main_release=None,
+    )
+    result = await write_batch(driver, "releases", [message("releases", new_release, V2)])
+    assert result.written == 1
+    [r] = await q(driver, "MATCH (r:Release {id: 2}) RETURN properties(r) AS p")
+    assert r["p"]["title"] == "Knockin' Boots Vol. 2"
+    assert r["p"]["year"] == 1999
+    assert r["p"]["dump_version"] == V2
+    assert "is_main_release" not in r["p"]
+    out = await q(
+        driver,
+        "MATCH (:Release {id: 2})-[x]->(t) "
+        "RETURN type(x) AS t, coalesce(t.id, t.name) AS dst, x.catno AS catno "
+        "ORDER BY t, toString(dst)",
+    )
+    assert out == [
+        {"t": "BY", "dst": 2, "catno": None},
+        {"t": "IS", "dst": "Electronic", "catno": None},
+        {"t": "IS", "dst": "Techno", "catno": None},
+        {"t": "ON", "dst": 7, "catno": "OL 1"},
+    ]
+    credited = await q(driver, "MATCH (a)-[c:CREDITED]->(:Release {id: 2}) RETURN a.id AS a, c.role AS role")
+    assert credited == [{"a": 26, "role": "Producer, Recorded By"}]
+
+    # Artist 26 leaves group 2 in its own record; group 2 still lists it, so the edge stays.
+    await write_batch(driver, "artists", [message("artists", changed(ARTIST_26, groups=[], aliases=[]), V2)])
+    members = await q(
+        driver,
+        "MATCH (m)-[r:MEMBER_OF]->(g) RETURN m.id AS m, g.id AS g, r.via_member AS vm, r.via_group AS vg "
+        "ORDER BY m, g",
+    )
+    assert members == [
+        {"m": 26, "g": 2, "vm": None, "vg": True},
+        {"m": 27, "g": 2, "vm": None, "vg": True},
+    ]
+    # Now the group drops member 26 too: the edge disappears; 27 stays.
+    await write_batch(
+        driver, "artists", [message("artists", changed(ARTIST_2, members=[ARTIST_2["members"][1]]), V2)]
+    )
+    members = await q(driver, "MATCH (m)-[:MEMBER_OF]->(g) RETURN m.id AS m, g.id AS g ORDER BY m")
+    assert members == [{"m": 27, "g": 2}]
+    assert await q(driver, "MATCH (:Artist {id: 26})-[:ALIAS_OF]->() RETURN count(*) AS c") == [{"c": 0}]
+
+
+async def test_older_version_is_ignored_and_unchanged_records_get_the_new_version(
+    clean_neo4j: AsyncDriver,
+) -> None:
+    driver = clean_neo4j
+    await write_batch(driver, "releases", [message("releases", RELEASE_1, V2)])
+    old = await write_batch(driver, "releases", [message("releases", changed(RELEASE_1, title="Old"), V1)])
+    assert old.stale == 1
+    assert await q(driver, "MATCH (r:Release {id: 1}) RETURN r.title AS t") == [{"t": "Stockholm"}]
+
+    await write_batch(driver, "releases", [message("releases", RELEASE_2, V1)])
+    bumped = await write_batch(driver, "releases", [message("releases", RELEASE_2, V2)])
+    assert (bumped.written, bumped.unchanged) == (0, 1)
+    assert await q(driver, "MATCH (r:Release {id: 2}) RETURN r.dump_version AS v") == [{"v": V2}]
+
+
+async def test_remove_stale_deletes_records_absent_from_the_newer_dump(clean_neo4j: AsyncDriver) -> None:
+    driver = clean_neo4j
+    await write_batch(driver, "artists", [message("artists", ARTIST_2), message("artists", ARTIST_26)])
+    await write_batch(driver, "releases", [message("releases", RELEASE_1), message("releases", RELEASE_2)])
+    # The newer dump has release 2 (unchanged) and artist 26, not release 1 nor artist 2.
+    await write_batch(driver, "releases", [message("releases", RELEASE_2, V2)])
+    await write_batch(driver, "artists", [message("artists", ARTIST_26, V2)])
+
+    assert await remove_stale(driver, "releases", V2) == 1
+    assert await q(driver, "MATCH (r:Release) RETURN r.id AS id") == [{"id": 2}]
+    # Release 1's own stubs (artists 1 and 239, master 1660109) went with it; shared ones stay.
+    assert await q(driver, "MATCH (a:Artist) WHERE a.id IN [1, 239] RETURN a.id AS id") == []
+    assert await q(driver, "MATCH (m:Master) RETURN m.id AS id") == [{"id": 713738}]
+
+    assert await remove_stale(driver, "artists", V2) == 1
+    # Artist 2 is absent from V2 but release 2 still credits it: it stays as a stub with its name.
+    [a2] = await q(driver, "MATCH (a:Artist {id: 2}) RETURN properties(a) AS p")
+    assert a2["p"] == {"id": 2, "name": "Mr. James Barth & A.D."}
+    assert await q(driver, "MATCH (:Release {id: 2})-[:BY]->(a) RETURN a.id AS id") == [{"id": 2}]
+    # Its own relationships went: no aliases, and MEMBER_OF 27->2 (asserted only by artist 2) is gone.
+    assert await q(driver, "MATCH (:Artist {id: 2})-[:ALIAS_OF]->() RETURN count(*) AS c") == [{"c": 0}]
+    members = await q(driver, "MATCH (m)-[r:MEMBER_OF]->(g) RETURN m.id AS m, g.id AS g ORDER BY m, g")
+    assert members == [{"m": 26, "g": 2}, {"m": 26, "g": 254}]
+    # Sweeping again is harmless.
+    assert await remove_stale(driver, "artists", V2) == 0
+    assert await q(driver, "MATCH (a:Artist {id: 26}) RETURN a.dump_version AS v") == [{"v": V2}]
+
+
+async def test_bad_record_shape_is_rejected_alone(clean_neo4j: AsyncDriver) -> None:
+    bad = changed(RELEASE_1, id=99, artists={"not": "a list"})
+    result = await write_batch(
+        clean_neo4j, "releases", [message("releases", RELEASE_2), message("releases", bad)]
+    )
+    assert result.written == 1
+    assert [(m.id, "artists must be a list" in why) for m, why in result.rejected] == [(99, True)]
+    assert await q(clean_neo4j, "MATCH (r:Release) RETURN r.id AS id") == [{"id": 2}]

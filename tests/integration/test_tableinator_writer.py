@@ -1,0 +1,138 @@
+"""tableinator.writer against the real PostgreSQL: typed columns, JSONB, full-text search,
+idempotency, changes, versions and the sweep of rows missing from a newer dump."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from psycopg import AsyncConnection
+from psycopg.errors import DataError
+from psycopg_pool import AsyncConnectionPool
+
+from tableinator.writer import remove_stale, write_batch
+from tests.integration.consumer_support import (
+    ARTIST_2,
+    ARTIST_26,
+    LABEL_107799,
+    MASTER_2280259,
+    RELEASE_1,
+    RELEASE_2,
+    V1,
+    V2,
+    changed,
+    message,
+)
+
+pytestmark = pytest.mark.integration
+
+Pool = AsyncConnectionPool[AsyncConnection[dict[str, Any]]]
+
+
+async def rows(pool: Pool, sql: str, *params: Any) -> list[dict[str, Any]]:
+    async with pool.connection() as conn:
+        cur = await conn.execute(sql, params)
+        return await cur.fetchall()
+
+
+async def test_records_land_in_typed_columns_and_jsonb(clean_postgres: Pool) -> None:
+    pool = clean_postgres
+    result = await write_batch(
+        pool, "releases", [message("releases", RELEASE_1), message("releases", RELEASE_2)]
+    )
+    assert (result.written, result.unchanged, result.rejected) == (2, 0, [])
+    got = await rows(
+        pool,
+        "SELECT id, sha256, dump_version, title, year, country, master_id, data FROM releases ORDER BY id",
+    )
+    assert got[0] == {
+        "id": 1,
+        "sha256": message("releases", RELEASE_1).sha256,
+        "dump_version": V1,
+        "title": "Stockholm",
+        "year": 1999,
+        "country": "Sweden",
+        "master_id": 1660109,
+        "data": RELEASE_1,
+    }
+    assert got[1]["data"]["labels"] == [
+        {"id": 5, "name": "Svek", "catno": "SK 026"},
+        {"id": 5, "name": "Svek", "catno": "SK026"},
+    ]
+    # Full-text search over the generated tsvector.
+    found = await rows(
+        pool, "SELECT id FROM releases WHERE search @@ plainto_tsquery('simple', 'knockin boots')"
+    )
+    assert found == [{"id": 2}]
+
+    await write_batch(pool, "artists", [message("artists", ARTIST_2), message("artists", ARTIST_26)])
+    await write_batch(pool, "labels", [message("labels", LABEL_107799)])
+    await write_batch(pool, "masters", [message("masters", MASTER_2280259)])
+    assert await rows(pool, "SELECT id, name FROM artists ORDER BY id") == [
+        {"id": 2, "name": "Mr. James Barth & A.D."},
+        {"id": 26, "name": "Alexi Delano"},
+    ]
+    assert await rows(
+        pool, "SELECT id FROM artists WHERE search @@ plainto_tsquery('simple', 'lekebusch')"
+    ) == [{"id": 2}]
+    assert await rows(pool, "SELECT id, name, data->'parent_label'->>'name' AS parent FROM labels") == [
+        {"id": 107799, "name": "Novalis", "parent": "AVC Audio Video Communications AG"}
+    ]
+    assert await rows(pool, "SELECT id, title, year FROM masters") == [
+        {"id": 2280259, "title": "The Complete Bach Edition", "year": 2012}
+    ]
+
+
+async def test_redelivered_batch_changes_nothing(clean_postgres: Pool) -> None:
+    pool = clean_postgres
+    batch = [message("releases", RELEASE_1), message("releases", RELEASE_2)]
+    await write_batch(pool, "releases", batch)
+    before = await rows(pool, "SELECT * FROM releases ORDER BY id")
+    again = await write_batch(pool, "releases", [*batch, *batch])
+    assert (again.written, again.unchanged) == (0, 2)
+    assert await rows(pool, "SELECT * FROM releases ORDER BY id") == before  # updated_at included
+
+
+async def test_changed_record_and_versions(clean_postgres: Pool) -> None:
+    pool = clean_postgres
+    await write_batch(pool, "releases", [message("releases", RELEASE_1), message("releases", RELEASE_2)])
+    new = changed(RELEASE_2, title="Knockin' Boots Vol. 2", year=None, country=None, master_id=None)
+    result = await write_batch(
+        pool, "releases", [message("releases", new, V2), message("releases", RELEASE_1, V2)]
+    )
+    assert (result.written, result.unchanged) == (1, 1)
+    got = await rows(
+        pool, "SELECT id, title, year, country, master_id, dump_version, data FROM releases ORDER BY id"
+    )
+    assert [(r["id"], r["dump_version"]) for r in got] == [(1, V2), (2, V2)]
+    assert got[1]["title"] == "Knockin' Boots Vol. 2"
+    assert (got[1]["year"], got[1]["country"], got[1]["master_id"]) == (None, None, None)
+    assert got[1]["data"] == new
+    # A late redelivery of the older version never rolls the row back.
+    late = await write_batch(pool, "releases", [message("releases", RELEASE_2, V1)])
+    assert (late.written, late.stale) == (0, 1)
+    assert (await rows(pool, "SELECT title FROM releases WHERE id = 2"))[0][
+        "title"
+    ] == "Knockin' Boots Vol. 2"
+
+
+async def test_remove_stale_deletes_rows_absent_from_the_newer_dump(clean_postgres: Pool) -> None:
+    pool = clean_postgres
+    await write_batch(pool, "releases", [message("releases", RELEASE_1), message("releases", RELEASE_2)])
+    await write_batch(pool, "releases", [message("releases", RELEASE_2, V2)])
+    assert await remove_stale(pool, "releases", V2) == 1
+    assert await rows(pool, "SELECT id FROM releases") == [{"id": 2}]
+    assert await remove_stale(pool, "releases", V2) == 0
+
+
+async def test_bad_typed_field_is_rejected_alone_and_a_db_error_raises(clean_postgres: Pool) -> None:
+    pool = clean_postgres
+    bad = changed(RELEASE_1, id=99, year="nineteen")
+    result = await write_batch(pool, "releases", [message("releases", bad), message("releases", RELEASE_2)])
+    assert result.written == 1
+    assert [(m.id, "year must be int" in why) for m, why in result.rejected] == [(99, True)]
+    # PostgreSQL refuses a NUL character in JSONB: the whole batch fails (the consumer bisects).
+    nul = changed(RELEASE_1, id=98, notes="bad \u0000 byte")
+    with pytest.raises(DataError):
+        await write_batch(pool, "releases", [message("releases", nul), message("releases", RELEASE_1)])
+    assert await rows(pool, "SELECT id FROM releases ORDER BY id") == [{"id": 2}]
