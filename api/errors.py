@@ -137,6 +137,11 @@ def _store_unavailable(store: str) -> Any:
     return handler
 
 
+async def _invalid_input(request: Request, exc: Exception) -> Response:
+    log.warning("invalid_input", path=request.url.path, error=type(exc).__name__)
+    return error_response(400, "invalid_input", "The request contains text that cannot be stored")
+
+
 async def _neo4j_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, neo4j.exceptions.Neo4jError)
     code = exc.code or ""
@@ -157,6 +162,8 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(redis.exceptions.ConnectionError, _store_unavailable("redis"))
     app.add_exception_handler(redis.exceptions.TimeoutError, _store_unavailable("redis"))
     app.add_exception_handler(psycopg.OperationalError, _store_unavailable("postgresql"))
+    app.add_exception_handler(psycopg.DataError, _invalid_input)
+    app.add_exception_handler(UnicodeEncodeError, _invalid_input)
     app.add_exception_handler(psycopg_pool.PoolTimeout, _store_unavailable("postgresql"))
     app.add_exception_handler(neo4j.exceptions.ServiceUnavailable, _store_unavailable("neo4j"))
     app.add_exception_handler(neo4j.exceptions.SessionExpired, _store_unavailable("neo4j"))

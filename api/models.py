@@ -59,7 +59,18 @@ MAX_PASSWORD_CHARS = 1024
 
 
 def _normalise_email(value: str) -> str:
-    return value.strip().lower()
+    return _storable(value).strip().lower()
+
+
+def _storable(value: str) -> str:
+    """Text PostgreSQL can store: valid UTF-8 (no lone surrogates) and no NUL character."""
+    if "\x00" in value:
+        raise ValueError("must not contain NUL characters")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ValueError("must be valid UTF-8 text") from exc
+    return value
 
 
 class RegisterRequest(BaseModel):
@@ -67,6 +78,11 @@ class RegisterRequest(BaseModel):
 
     email: str = Field(min_length=3, max_length=255, examples=["someone@example.com"])
     password: str = Field(min_length=8, max_length=MAX_PASSWORD_CHARS)
+
+    @field_validator("password")
+    @classmethod
+    def _password(cls, value: str) -> str:
+        return _storable(value)
 
     @field_validator("email")
     @classmethod
@@ -137,6 +153,11 @@ class ConfigUpdateRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     value: str = Field(min_length=1, max_length=1024)
+
+    @field_validator("value")
+    @classmethod
+    def _value(cls, value: str) -> str:
+        return _storable(value)
 
 
 # ---------------------------------------------------------------------------------------------

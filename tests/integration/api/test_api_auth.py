@@ -52,6 +52,8 @@ async def test_register_normalises_email_and_returns_account(client: httpx.Async
         {"email": "a@b.co"},
         {"password": "12345678"},
         {"email": 5, "password": "12345678"},
+        {"email": "a\u0000b@c.de", "password": "12345678"},
+        {"email": "a@b.co", "password": "1234\u00005678"},
     ],
 )
 async def test_register_rejects_invalid_input_with_422(
@@ -113,6 +115,15 @@ async def test_login_wrong_password_is_401(client: httpx.AsyncClient, password: 
     resp = await client.post("/api/auth/login", json={"email": email, "password": password})
     assert_envelope(resp, 401, "invalid_credentials")
     assert resp.headers["www-authenticate"] == "Bearer"
+
+
+async def test_login_with_unstorable_text_is_422_not_500(client: httpx.AsyncClient) -> None:
+    resp = await client.post("/api/auth/login", json={"email": "x\u0000@y.zz", "password": "12345678"})
+    assert_envelope(resp, 422, "validation_error")
+    raw = b'{"email": "\\ud800@y.zz", "password": "12345678"}'  # a lone surrogate
+    resp = await client.post("/api/auth/login", content=raw, headers={"Content-Type": "application/json"})
+    assert resp.status_code in (400, 422)
+    assert_envelope(resp, resp.status_code)
 
 
 async def test_login_unknown_email_is_the_same_401(client: httpx.AsyncClient) -> None:
