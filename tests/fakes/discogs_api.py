@@ -172,6 +172,7 @@ class FakeDiscogs:
         self.status_counts: dict[int, int] = {}
         self.forced: deque[int] = deque()
         self.always_fail: int | None = None
+        self.delay_s = 0.0  # added to every /users/... answer (a slow Discogs)
         self.runner: web.AppRunner | None = None
         self.port = 0
 
@@ -185,6 +186,14 @@ class FakeDiscogs:
     def fail_next(self, *statuses: int) -> None:
         """The next API requests answer these statuses (e.g. 429, 503), one each, in order."""
         self.forced.extend(statuses)
+
+    def reset_counters(self) -> None:
+        """Forget the requests seen so far (e.g. the linking calls before measuring a sync)."""
+        self.requests.clear()
+        self.request_log.clear()
+        self.status_counts.clear()
+        self.max_in_window = 0
+        self.total_requests = 0
 
     def approve(self, request_token: str, username: str) -> str:
         """What a user clicking "Authorize" does; returns the verifier."""
@@ -255,6 +264,8 @@ class FakeDiscogs:
         elif self.enforce_rate_limit and used > self.rate_limit:
             resp = web.Response(status=429, body=b"")  # Discogs: no Retry-After, often no body
         else:
+            if self.delay_s and request.path.startswith("/users/"):
+                await asyncio.sleep(self.delay_s)
             try:
                 resp = await handler(request)
             except web.HTTPException as exc:
