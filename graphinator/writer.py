@@ -48,7 +48,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, LiteralString
 
-from neo4j import AsyncDriver, AsyncManagedTransaction
+from neo4j import AsyncDriver, AsyncManagedTransaction, unit_of_work
 
 from common.logging import get_logger
 from common.messages import RecordMessage
@@ -461,17 +461,23 @@ async def _write_tx(
 
 
 async def write_batch(
-    driver: AsyncDriver, data_type: str, messages: Sequence[RecordMessage], database: str = "neo4j"
+    driver: AsyncDriver,
+    data_type: str,
+    messages: Sequence[RecordMessage],
+    database: str = "neo4j",
+    timeout: float | None = None,
 ) -> WriteResult:
     """Write one batch of records of `data_type` in one transaction; idempotent.
 
     Records that cannot be mapped are returned in `rejected` (the rest is written). Store errors
     propagate: the caller decides between retrying (transient) and bisecting (permanent).
+    `timeout` bounds the transaction (a lock held elsewhere then fails it instead of hanging).
     """
     _label(data_type)
     mapped, rejected = map_batch(data_type, messages)
     async with driver.session(database=database) as session:
-        result = await session.execute_write(_write_tx, data_type, mapped)
+        work = unit_of_work(timeout=timeout)(_write_tx) if timeout else _write_tx
+        result = await session.execute_write(work, data_type, mapped)
     result.rejected = rejected
     return result
 

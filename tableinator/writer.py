@@ -91,12 +91,17 @@ async def _connection(pool_or_conn: PoolOrConn) -> AsyncIterator[AsyncConnection
 
 
 async def write_batch(
-    pool_or_conn: PoolOrConn, data_type: str, messages: Sequence[RecordMessage]
+    pool_or_conn: PoolOrConn,
+    data_type: str,
+    messages: Sequence[RecordMessage],
+    *,
+    lock_timeout_ms: int = 0,
 ) -> WriteResult:
     """Upsert one batch of `data_type` records in one transaction; idempotent.
 
     Records whose typed fields have the wrong type are returned in `rejected` (the rest is
     written); store errors propagate for the caller to retry (transient) or bisect (permanent).
+    `lock_timeout_ms` > 0 turns a long wait on a row lock into a (transient) LockNotAvailable.
     """
     table = _table(data_type)
     result = WriteResult()
@@ -126,6 +131,8 @@ async def write_batch(
         [f"{c} = excluded.{c}" for c in ["sha256", "dump_version", *typed, "data"]] + ["updated_at = now()"]
     )
     async with _connection(pool_or_conn) as conn, conn.transaction():
+        if lock_timeout_ms > 0:
+            await conn.execute(_q(f"SET LOCAL lock_timeout = {int(lock_timeout_ms)}"))
         await conn.execute(_q(f"CREATE TEMP TABLE IF NOT EXISTS {stage} ({stage_ddl}) ON COMMIT DELETE ROWS"))
         async with conn.cursor() as cur:
             async with cur.copy(_q(f"COPY {stage} ({col_list}) FROM STDIN")) as copy:

@@ -1,0 +1,122 @@
+"""graphinator: consume record batches and write them to Neo4j (design §4-§5)."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import Sequence
+from typing import Any
+
+from neo4j import AsyncDriver
+from neo4j.exceptions import DriverError, Neo4jError, ServiceUnavailable, SessionExpired, TransientError
+from pydantic import Field
+
+from common.clients import create_amqp_connection, create_neo4j_driver
+from common.consumer import BatchConsumer, ConsumerSettings, wait_until_settled
+from common.health import HealthServer
+from common.logging import configure_logging, get_logger
+from common.messages import ExtractionComplete, FileComplete, RecordMessage
+from common.readiness import amqp_check, neo4j_check
+from common.settings import AmqpSettings, BaseServiceSettings, ConnectRetrySettings, Neo4jSettings
+from common.writes import WriteResult
+from graphinator.writer import LABELS, remove_stale, write_batch
+
+log = get_logger(__name__)
+
+# Codes that mean "try again": lock/transaction timeouts, and a unique-constraint race between two
+# concurrent MERGEs of the same stub (the retry finds the node).
+_TRANSIENT_CODES = ("TransactionTimedOut", "LockAcquisitionTimeout", "ConstraintValidationFailed")
+
+
+class GraphinatorSettings(
+    BaseServiceSettings, Neo4jSettings, AmqpSettings, ConnectRetrySettings, ConsumerSettings
+):
+    health_port: int = Field(8001, alias="HEALTH_PORT")
+    batch_size: int = Field(1000, alias="BATCH_SIZE", ge=1, le=50_000)
+    tx_timeout_s: float = Field(120.0, alias="NEO4J_TX_TIMEOUT", gt=0)
+    sweep_quiet_s: float = Field(5.0, alias="SWEEP_QUIET_SECONDS", ge=0)
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Connection loss, deadlocks, timeouts and anything the driver marks retryable: retry."""
+    if isinstance(exc, TransientError | ServiceUnavailable | SessionExpired):
+        return True
+    if isinstance(exc, Neo4jError) and any(code in (exc.code or "") for code in _TRANSIENT_CODES):
+        return True
+    if isinstance(exc, Neo4jError | DriverError) and exc.is_retryable():
+        return True
+    return isinstance(exc, OSError | TimeoutError | ConnectionError)
+
+
+def build_consumer(driver: AsyncDriver, connection: Any, settings: GraphinatorSettings) -> BatchConsumer:
+    async def write(data_type: str, messages: Sequence[RecordMessage]) -> WriteResult:
+        return await write_batch(
+            driver, data_type, messages, database=settings.neo4j_database, timeout=settings.tx_timeout_s
+        )
+
+    async def on_file_complete(message: FileComplete) -> None:
+        log.info(
+            "file_complete", data_type=message.type, version=message.version, records=message.record_count
+        )
+
+    async def on_extraction_complete(message: ExtractionComplete) -> None:
+        label = LABELS[message.type]
+        expected = message.record_counts.get(message.type, 0)
+
+        async def seen() -> int:
+            records, _, _ = await driver.execute_query(
+                f"MATCH (n:{label}) WHERE n.dump_version >= $v RETURN count(n) AS c",
+                {"v": message.version},
+                database_=settings.neo4j_database,
+            )
+            return int(records[0]["c"])
+
+        count = await wait_until_settled(seen, expected, quiet=settings.sweep_quiet_s)
+        if expected <= 0 or count == 0:
+            log.error(
+                "sweep_skipped",
+                data_type=message.type,
+                version=message.version,
+                seen=count,
+                expected=expected,
+            )
+            return
+        await remove_stale(driver, message.type, message.version, database=settings.neo4j_database)
+
+    return BatchConsumer(
+        "graphinator",
+        connection,
+        write,
+        is_transient,
+        settings,
+        on_file_complete=on_file_complete,
+        on_extraction_complete=on_extraction_complete,
+    )
+
+
+async def run(settings: GraphinatorSettings | None = None) -> None:
+    settings = settings or GraphinatorSettings()
+    configure_logging("graphinator", settings.log_level, settings.log_format, settings.environment)
+    driver = await create_neo4j_driver(settings, attempts=settings.connect_attempts)
+    connection = await create_amqp_connection(settings, attempts=settings.connect_attempts)
+    consumer = build_consumer(driver, connection, settings)
+    health = HealthServer(
+        "graphinator",
+        settings.health_host,
+        settings.health_port,
+        ready_checks={"neo4j": neo4j_check(driver), "rabbitmq": amqp_check(connection)},
+        status=consumer.status,
+        registry=consumer.registry,
+    )
+    await health.start()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, consumer.request_stop)
+    try:
+        await consumer.start()
+        await consumer.run_until_stopped()
+    finally:
+        await consumer.stop()
+        await health.stop()
+        await connection.close()
+        await driver.close()

@@ -1,0 +1,117 @@
+"""tableinator: consume record batches and write them to PostgreSQL (design §4-§5)."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import Sequence
+from typing import Any
+
+import psycopg
+import psycopg_pool
+from psycopg import AsyncConnection
+from psycopg_pool import AsyncConnectionPool
+from pydantic import Field
+
+from common.clients import create_amqp_connection, create_postgres_pool
+from common.consumer import BatchConsumer, ConsumerSettings, wait_until_settled
+from common.health import HealthServer
+from common.logging import configure_logging, get_logger
+from common.messages import ExtractionComplete, FileComplete, RecordMessage
+from common.readiness import amqp_check, postgres_check
+from common.settings import AmqpSettings, BaseServiceSettings, ConnectRetrySettings, PostgresSettings
+from common.writes import WriteResult
+from tableinator.writer import TABLES, remove_stale, write_batch
+
+log = get_logger(__name__)
+
+Pool = AsyncConnectionPool[AsyncConnection[Any]]
+
+
+class TableinatorSettings(
+    BaseServiceSettings, PostgresSettings, AmqpSettings, ConnectRetrySettings, ConsumerSettings
+):
+    health_port: int = Field(8002, alias="HEALTH_PORT")
+    batch_size: int = Field(2000, alias="BATCH_SIZE", ge=1, le=50_000)
+    lock_timeout_ms: int = Field(10_000, alias="LOCK_TIMEOUT_MS", ge=0)
+    sweep_quiet_s: float = Field(5.0, alias="SWEEP_QUIET_SECONDS", ge=0)
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Connection loss, deadlocks, lock and statement timeouts, pool exhaustion: retry."""
+    if isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError | psycopg_pool.PoolTimeout):
+        return True
+    return isinstance(exc, OSError | TimeoutError | ConnectionError)
+
+
+def build_consumer(pool: Pool, connection: Any, settings: TableinatorSettings) -> BatchConsumer:
+    async def write(data_type: str, messages: Sequence[RecordMessage]) -> WriteResult:
+        return await write_batch(pool, data_type, messages, lock_timeout_ms=settings.lock_timeout_ms)
+
+    async def on_file_complete(message: FileComplete) -> None:
+        log.info(
+            "file_complete", data_type=message.type, version=message.version, records=message.record_count
+        )
+
+    async def on_extraction_complete(message: ExtractionComplete) -> None:
+        table = TABLES[message.type].name
+        expected = message.record_counts.get(message.type, 0)
+
+        async def seen() -> int:
+            async with pool.connection() as conn:
+                cur = await conn.execute(
+                    f"SELECT count(*) AS c FROM {table} WHERE dump_version >= %s",
+                    (message.version,),
+                )
+                row = await cur.fetchone()
+                return int(row["c"] if isinstance(row, dict) else row[0]) if row else 0
+
+        count = await wait_until_settled(seen, expected, quiet=settings.sweep_quiet_s)
+        if expected <= 0 or count == 0:
+            log.error(
+                "sweep_skipped",
+                data_type=message.type,
+                version=message.version,
+                seen=count,
+                expected=expected,
+            )
+            return
+        await remove_stale(pool, message.type, message.version)
+
+    return BatchConsumer(
+        "tableinator",
+        connection,
+        write,
+        is_transient,
+        settings,
+        on_file_complete=on_file_complete,
+        on_extraction_complete=on_extraction_complete,
+    )
+
+
+async def run(settings: TableinatorSettings | None = None) -> None:
+    settings = settings or TableinatorSettings()
+    configure_logging("tableinator", settings.log_level, settings.log_format, settings.environment)
+    pool = await create_postgres_pool(settings, min_size=2, max_size=8, attempts=settings.connect_attempts)
+    connection = await create_amqp_connection(settings, attempts=settings.connect_attempts)
+    consumer = build_consumer(pool, connection, settings)
+    health = HealthServer(
+        "tableinator",
+        settings.health_host,
+        settings.health_port,
+        ready_checks={"postgres": postgres_check(pool), "rabbitmq": amqp_check(connection)},
+        status=consumer.status,
+        registry=consumer.registry,
+    )
+    await health.start()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, consumer.request_stop)
+    try:
+        await consumer.start()
+        await consumer.run_until_stopped()
+    finally:
+        await consumer.stop()
+        await health.stop()
+        await connection.close()
+        await pool.close()

@@ -1,0 +1,296 @@
+"""common.consumer with the real broker and stores: batches land and are acked, a poison message
+goes to that consumer's own DLQ with its reason while the rest of its batch lands, a transient
+failure (a row lock held by another connection) is retried, control messages flush then run their
+hook, shutdown flushes, and two replicas on one queue end in the same state as one."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from neo4j import AsyncDriver
+from psycopg import AsyncConnection
+from psycopg_pool import AsyncConnectionPool
+
+from common.amqp import DLQ_REASON_HEADER
+from common.consumer import BatchConsumer
+from common.messages import ExtractionComplete
+from graphinator.service import GraphinatorSettings
+from graphinator.service import build_consumer as build_graphinator
+from tableinator.service import TableinatorSettings
+from tableinator.service import build_consumer as build_tableinator
+from tableinator.writer import write_batch
+from tests.integration.consumer_broker import (
+    drain,
+    eventually,
+    new_connection,
+    publish,
+    queue_depth,
+    reset_queues,
+)
+from tests.integration.consumer_support import RELEASE_1, V1, V2, changed, message, synthetic_release
+from tests.integration.test_graphinator_writer import graph_snapshot
+
+pytestmark = pytest.mark.integration
+
+Pool = AsyncConnectionPool[AsyncConnection[dict[str, Any]]]
+
+
+@pytest.fixture
+async def broker(amqp_connection: Any) -> AsyncIterator[Any]:
+    await reset_queues(amqp_connection)
+    yield amqp_connection
+    await reset_queues(amqp_connection)
+
+
+def pg_settings(**overrides: Any) -> TableinatorSettings:
+    values: dict[str, Any] = {"BATCH_SIZE": 50, "BATCH_MAX_LATENCY": 0.2, "SWEEP_QUIET_SECONDS": 0.5}
+    values.update(overrides)
+    return TableinatorSettings(**values)
+
+
+def neo_settings(**overrides: Any) -> GraphinatorSettings:
+    values: dict[str, Any] = {"BATCH_SIZE": 50, "BATCH_MAX_LATENCY": 0.2, "SWEEP_QUIET_SECONDS": 0.5}
+    values.update(overrides)
+    return GraphinatorSettings(**values)
+
+
+async def started(consumer: BatchConsumer) -> BatchConsumer:
+    await consumer.start()
+    return consumer
+
+
+async def count_rows(pool: Pool, table: str = "releases") -> int:
+    async with pool.connection() as conn:
+        cur = await conn.execute(f"SELECT count(*) AS c FROM {table}")
+        row = await cur.fetchone()
+        return int(row["c"]) if row else 0
+
+
+async def table_state(pool: Pool) -> list[tuple[int, str, str]]:
+    async with pool.connection() as conn:
+        cur = await conn.execute("SELECT id, sha256, dump_version FROM releases ORDER BY id")
+        return [(r["id"], r["sha256"], r["dump_version"]) for r in await cur.fetchall()]
+
+
+async def test_poison_messages_go_to_the_consumers_own_dlq_and_the_batch_lands(
+    broker: Any, clean_postgres: Pool
+) -> None:
+    good = [message("releases", synthetic_release(i)).to_bytes() for i in range(1, 31)]
+    bad_json = b'{"kind": "record", "type": "releases", not json'
+    bad_shape = message("releases", changed(RELEASE_1, id=901, year="1999")).to_bytes()
+    nul = message("releases", changed(RELEASE_1, id=902, notes="NUL \u0000 inside")).to_bytes()
+    # The poison sits in the middle of one batch.
+    await publish(broker, "releases", [*good[:10], bad_json, *good[10:20], bad_shape, nul, *good[20:]])
+
+    connection = await new_connection()
+    consumer = await started(build_tableinator(clean_postgres, connection, pg_settings()))
+    try:
+        await eventually(lambda: _equals(count_rows(clean_postgres), 30), what="30 good rows")
+        await eventually(
+            lambda: _equals(queue_depth(broker, "tableinator.releases.dlq"), 3), what="3 dead letters"
+        )
+    finally:
+        await consumer.stop()
+        await connection.close()
+    dead = await drain(broker, "tableinator.releases.dlq")
+    reasons = {m.body: str((m.headers or {})[DLQ_REASON_HEADER]) for m in dead}
+    assert "invalid message" in reasons[bad_json]
+    assert "year must be int" in reasons[bad_shape]
+    assert "UntranslatableCharacter" in reasons[nul] or "Unicode" in reasons[nul]
+    assert consumer.stats["releases"].dead_lettered == 3
+    assert await queue_depth(broker, "tableinator.releases") == 0  # everything acked
+    assert await queue_depth(broker, "graphinator.releases.dlq") == 0  # not the other consumer's DLQ
+
+
+async def test_graphinator_poison_record_is_isolated_by_bisection(
+    broker: Any, clean_neo4j: AsyncDriver
+) -> None:
+    good = [message("releases", synthetic_release(i, tracks=1)).to_bytes() for i in range(1, 21)]
+    # Neo4j refuses a map as a property value: the batch fails as a whole, bisection isolates it.
+    poison = message("releases", changed(RELEASE_1, id=777, country={"not": "a string"})).to_bytes()
+    await publish(broker, "releases", [*good[:7], poison, *good[7:]])
+    connection = await new_connection()
+    consumer = await started(build_graphinator(clean_neo4j, connection, neo_settings()))
+    try:
+
+        async def releases() -> int:
+            records, _, _ = await clean_neo4j.execute_query("MATCH (r:Release) RETURN count(r) AS c")
+            return int(records[0]["c"])
+
+        await eventually(lambda: _equals(releases(), 20), what="20 releases")
+        await eventually(
+            lambda: _equals(queue_depth(broker, "graphinator.releases.dlq"), 1), what="1 dead letter"
+        )
+    finally:
+        await consumer.stop()
+        await connection.close()
+    [dead] = await drain(broker, "graphinator.releases.dlq")
+    assert dead.body == poison
+    assert "Property values can only be of primitive types" in str(
+        (dead.headers or {})[DLQ_REASON_HEADER]
+    ) or ("TypeError" in str((dead.headers or {})[DLQ_REASON_HEADER]))
+    assert await queue_depth(broker, "tableinator.releases.dlq") == 0
+
+
+async def test_transient_lock_timeout_is_retried_not_dead_lettered(broker: Any, clean_postgres: Pool) -> None:
+    await write_batch(clean_postgres, "releases", [message("releases", RELEASE_1)])
+    connection = await new_connection()
+    consumer = await started(build_tableinator(clean_postgres, connection, pg_settings(LOCK_TIMEOUT_MS=100)))
+    try:
+        async with clean_postgres.connection() as locker:
+            # Another transaction holds the row lock: every attempt times out (LockNotAvailable).
+            await locker.execute("SELECT id FROM releases WHERE id = 1 FOR UPDATE")
+            await publish(
+                broker,
+                "releases",
+                [message("releases", changed(RELEASE_1, title="Stockholm (remastered)"), V2).to_bytes()],
+            )
+            await eventually(lambda: _true(consumer.stats["releases"].retries >= 2), what="retries")
+            assert consumer.stats["releases"].dead_lettered == 0
+            await locker.rollback()
+        async with clean_postgres.connection() as conn:
+
+            async def title() -> bool:
+                cur = await conn.execute("SELECT title FROM releases WHERE id = 1")
+                row = await cur.fetchone()
+                await conn.rollback()
+                return bool(row and row["title"] == "Stockholm (remastered)")
+
+            await eventually(title, what="the retried write")
+    finally:
+        await consumer.stop()
+        await connection.close()
+    assert consumer.stats["releases"].dead_lettered == 0
+    assert await queue_depth(broker, "tableinator.releases.dlq") == 0
+    assert await queue_depth(broker, "tableinator.releases") == 0
+
+
+async def test_extraction_complete_flushes_then_sweeps_stale_rows(broker: Any, clean_postgres: Pool) -> None:
+    v1 = [message("releases", synthetic_release(i), V1).to_bytes() for i in range(1, 11)]
+    v2 = [message("releases", synthetic_release(i), V2).to_bytes() for i in range(1, 9)]  # 9, 10 gone
+    done = ExtractionComplete(type="releases", version=V2, record_counts={"releases": 8}).to_bytes()
+    await publish(broker, "releases", [*v1, *v2, done])
+    connection = await new_connection()
+    # A large batch and a long timer: only the control message can flush the records in time.
+    consumer = await started(
+        build_tableinator(clean_postgres, connection, pg_settings(BATCH_SIZE=1000, BATCH_MAX_LATENCY=60))
+    )
+    try:
+        await eventually(
+            lambda: _true(f"extraction_complete:{V2}" in consumer.stats["releases"].completed_versions),
+            what="the hook",
+        )
+    finally:
+        await consumer.stop()
+        await connection.close()
+    state = await table_state(clean_postgres)
+    assert [(rid, version) for rid, _, version in state] == [(i, V2) for i in range(1, 9)]
+
+
+async def test_shutdown_flushes_and_acks_pending_records(broker: Any, clean_postgres: Pool) -> None:
+    await publish(
+        broker, "releases", [message("releases", synthetic_release(i)).to_bytes() for i in range(1, 6)]
+    )
+    connection = await new_connection()
+    consumer = await started(
+        build_tableinator(clean_postgres, connection, pg_settings(BATCH_SIZE=1000, BATCH_MAX_LATENCY=60))
+    )
+    await eventually(lambda: _true(consumer.stats["releases"].received == 5), what="5 deliveries")
+    assert await count_rows(clean_postgres) == 0  # still pending in the batch
+    await consumer.stop()
+    await connection.close()
+    assert await count_rows(clean_postgres) == 5
+    assert await queue_depth(broker, "tableinator.releases") == 0
+
+
+def replica_workload() -> list[bytes]:
+    """Releases in two versions with changes, duplicates and shared referenced artists/labels."""
+    out = [message("releases", synthetic_release(i, tracks=2), V1).to_bytes() for i in range(1, 401)]
+    out += [
+        message("releases", synthetic_release(i, tracks=2), V1).to_bytes() for i in range(1, 101)
+    ]  # again
+    for i in range(1, 401, 3):
+        record = changed(synthetic_release(i, tracks=2), title=f"Changed {i}", styles=["Dub"])
+        out.append(message("releases", record, V2).to_bytes())
+    return out
+
+
+async def test_two_tableinator_replicas_end_in_the_same_state_as_one(
+    broker: Any, clean_postgres: Pool
+) -> None:
+    workload = replica_workload()
+    expected_rows = 400
+
+    async def run(replicas: int) -> list[tuple[int, str, str]]:
+        async with clean_postgres.connection() as conn:
+            await conn.execute("TRUNCATE releases")
+        await publish(broker, "releases", workload)
+        connections = [await new_connection() for _ in range(replicas)]
+        consumers = [
+            await started(build_tableinator(clean_postgres, c, pg_settings(BATCH_SIZE=25)))
+            for c in connections
+        ]
+        try:
+            await eventually(
+                lambda: _true(sum(c.stats["releases"].received for c in consumers) >= len(workload)),
+                what="all deliveries",
+            )
+        finally:
+            for consumer in consumers:
+                await consumer.stop()
+            for connection in connections:
+                await connection.close()
+        assert await queue_depth(broker, "tableinator.releases") == 0
+        if replicas > 1:
+            assert all(c.stats["releases"].received > 0 for c in consumers)  # both really worked
+        return await table_state(clean_postgres)
+
+    one = await run(1)
+    two = await run(2)
+    assert len(one) == expected_rows
+    assert two == one
+
+
+async def test_two_graphinator_replicas_end_in_the_same_state_as_one(
+    broker: Any, clean_neo4j: AsyncDriver
+) -> None:
+    workload = replica_workload()
+
+    async def run(replicas: int) -> tuple[list[Any], list[Any]]:
+        await clean_neo4j.execute_query("MATCH (n) DETACH DELETE n")
+        await publish(broker, "releases", workload)
+        connections = [await new_connection() for _ in range(replicas)]
+        consumers = [
+            await started(build_graphinator(clean_neo4j, c, neo_settings(BATCH_SIZE=25))) for c in connections
+        ]
+        try:
+            await eventually(
+                lambda: _true(
+                    sum(c.stats["releases"].received for c in consumers) >= len(workload)
+                    and all(c.state in ("consuming",) for c in consumers)
+                ),
+                what="all deliveries",
+            )
+        finally:
+            for consumer in consumers:
+                await consumer.stop()
+            for connection in connections:
+                await connection.close()
+        assert await queue_depth(broker, "graphinator.releases") == 0
+        assert await queue_depth(broker, "graphinator.releases.dlq") == 0
+        return await graph_snapshot(clean_neo4j)
+
+    one = await run(1)
+    two = await run(2)
+    assert sum(1 for labels, _ in ((n["l"], n) for n in one[0]) if labels == ["Release"]) == 400
+    assert two == one
+
+
+async def _equals(value: Any, expected: Any) -> bool:
+    return bool(await value == expected)
+
+
+async def _true(value: bool) -> bool:
+    return value
