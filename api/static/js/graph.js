@@ -24,7 +24,7 @@ export class GraphView {
 
     this.simulation = d3.forceSimulation()
       .force("link", d3.forceLink().id((d) => d.key).distance((l) => l.distance).strength(0.8))
-      .force("charge", d3.forceManyBody().strength((d) => (d.kind === "center" ? -900 : d.kind === "category" ? -420 : -110)))
+      .force("charge", d3.forceManyBody().strength((d) => (d.kind === "center" ? -900 : d.kind === "category" ? -420 : -140)))
       .force("collide", d3.forceCollide((d) => d.r + 8))
       .force("x", d3.forceX(0).strength(0.03))
       .force("y", d3.forceY(0).strength(0.03))
@@ -65,9 +65,17 @@ export class GraphView {
       byKey.set(merged.key, merged);
     }
     this.nodes = [...byKey.values()];
+    const siblings = new Map();
+    for (const l of links) siblings.set(l.source, (siblings.get(l.source) || 0) + 1);
     this.links = links
       .filter((l) => byKey.has(l.source) && byKey.has(l.target))
-      .map((l) => ({ source: l.source, target: l.target, distance: DISTANCE[byKey.get(l.target).kind] || 70 }));
+      .map((l) => {
+        const kind = byKey.get(l.target).kind;
+        const spread = kind === "category" ? 0 : 7 * Math.sqrt(siblings.get(l.source) || 1);
+        return { source: l.source, target: l.target, distance: (DISTANCE[kind] || 70) + spread };
+      });
+    // Many children: labels only on hover, focus or selection, so the graph stays readable.
+    this.svg.classed("dense", this.nodes.filter((n) => n.kind === "child").length > 40);
     this.render();
     this.simulation.nodes(this.nodes);
     this.simulation.force("link").links(this.links);
