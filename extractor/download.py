@@ -174,7 +174,7 @@ async def _fetch_once(
             length = response.headers.get("Content-Length")
             total = received + int(length) if length and length.isdigit() else None
             with part.open(mode) as fh:
-                async for chunk in response.aiter_bytes(_CHUNK):
+                async for chunk in response.aiter_raw():
                     fh.write(chunk)
                     digest.update(chunk)
                     received += len(chunk)

@@ -161,6 +161,14 @@ class RecordPublisher:
                 body, dlq_name(f"{consumer}.{data_type}"), ordinal, exchange="", headers=headers
             )
 
+    async def wait_oldest(self) -> None:
+        """Wait until the oldest message in flight is settled (confirmed or failed)."""
+        if self._inflight:
+            await asyncio.wait([self._inflight[0][1]])
+        self._advance()
+        if self._failure is not None:
+            raise self._failure
+
     async def flush(self) -> int:
         """Wait until every message in flight is confirmed; return the confirmed ordinal."""
         if self._inflight:

@@ -138,6 +138,7 @@ class VersionRunner:
         pending_valid: list[int] = []
         loop = asyncio.get_running_loop()
         last_checkpoint = time.monotonic()
+        window = self.publisher.window
         final_bytes = 0
         try:
             while True:
@@ -147,6 +148,11 @@ class VersionRunner:
                     valid = 0
                     bad = 0
                     for ordinal, _offset, _record_id, body, error in msg[1]:
+                        if ordinal - fstate.confirmed > window:
+                            # Keep what a crash could re-publish within one window.
+                            await self._make_room(
+                                data_type, ordinal - window // 2, pending_valid, pending_malformed
+                            )
                         if error is None:
                             await self.publisher.publish(body, data_type, ordinal)
                             pending_valid.append(ordinal)
@@ -206,6 +212,17 @@ class VersionRunner:
         fstate.completed_at = _now()
         self.save()
         self.reporter.set_phase(data_type, "completed")
+
+    async def _make_room(
+        self, data_type: str, target: int, pending_valid: list[int], pending_malformed: list[int]
+    ) -> None:
+        """Wait for confirms until the saved checkpoint reaches `target`."""
+        fstate = self.state.file(data_type)
+        while True:
+            self._checkpoint(data_type, pending_valid, pending_malformed)
+            if fstate.confirmed >= target or self.publisher.in_flight == 0:
+                return
+            await self.publisher.wait_oldest()
 
     async def _drain(self, data_type: str, pending_valid: list[int], pending_malformed: list[int]) -> None:
         try:

@@ -13,6 +13,8 @@ Queue items:
 
 from __future__ import annotations
 
+import os
+import queue as queue_mod
 from pathlib import Path
 from typing import Any
 
@@ -84,8 +86,19 @@ def produce(path: Path, data_type: str, version: str, skip: int, batch_size: int
 
 
 def parse_worker(path: str, data_type: str, version: str, skip: int, queue: Any, batch_size: int) -> None:
-    """multiprocessing target."""
+    """multiprocessing target. Exits by itself when its parent dies (e.g. SIGKILL)."""
+    parent = os.getppid()
+
+    def put(item: Any) -> None:
+        while True:
+            try:
+                queue.put(item, timeout=1.0)
+                return
+            except queue_mod.Full:
+                if os.getppid() != parent:
+                    os._exit(0)
+
     try:
-        produce(Path(path), data_type, version, skip, batch_size, queue.put)
+        produce(Path(path), data_type, version, skip, batch_size, put)
     except BaseException as exc:  # report everything to the parent, which fails the file
         queue.put(("error", f"{type(exc).__name__}: {exc}"))

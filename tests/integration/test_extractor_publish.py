@@ -1,0 +1,313 @@
+"""The extractor against the real RabbitMQ of this stack: counts, confirms, dead letters, control
+messages, failure of a truncated file, and kill -9 / restart without loss."""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aio_pika
+import httpx
+import orjson
+import pytest
+
+from common.amqp import DATA_TYPES, DLQ_REASON_HEADER, declare_all_record_topology
+from common.messages import ExtractionComplete, FileComplete, RecordMessage, parse_pipeline_message
+from extractor.normalize import record_sha256
+from extractor.service import ExtractorService
+from extractor.settings import ExtractorSettings
+from extractor.state import StateStore
+from tests.conftest import REPO_ROOT, SAMPLES, free_port
+
+pytestmark = pytest.mark.integration
+
+CONSUMERS = ("graphinator", "tableinator")
+ALL_QUEUES = [f"{c}.{t}{s}" for c in CONSUMERS for t in DATA_TYPES for s in ("", ".dlq")]
+
+
+@pytest.fixture
+async def channel(amqp_connection: Any) -> AsyncIterator[Any]:
+    """A channel on this stack's broker with every record queue declared and emptied."""
+    ch = await amqp_connection.channel()
+    await declare_all_record_topology(ch)
+    for name in ALL_QUEUES:
+        queue = await ch.declare_queue(name, passive=True)
+        await queue.purge()
+    yield ch
+    await ch.close()
+
+
+async def drain(ch: Any, name: str) -> list[Any]:
+    """Every message of a queue, in order, removed from it. Uses basic.get until the queue answers
+    empty: exact (the broker confirmed every publish), unlike the asynchronously updated counters
+    of quorum queues."""
+    queue = await ch.declare_queue(name, passive=True)
+    out = []
+    while (message := await queue.get(no_ack=True, fail=False)) is not None:
+        out.append(message)
+    return out
+
+
+async def counts(ch: Any) -> dict[str, int]:
+    """How many messages each record queue holds (drains them)."""
+    return {name: len(await drain(ch, name)) for name in ALL_QUEUES}
+
+
+def settings(tmp_path: Path, **env: Any) -> ExtractorSettings:
+    base: dict[str, Any] = {
+        "DATA_DIR": str(tmp_path / "data"),
+        "HEALTH_PORT": free_port(),
+        "LOG_FORMAT": "json",
+    }
+    base.update(env)
+    return ExtractorSettings.model_validate(base)
+
+
+def sample_source(tmp_path: Path) -> Path:
+    src = tmp_path / "src"
+    src.mkdir()
+    for t in DATA_TYPES:
+        shutil.copy(SAMPLES / f"discogs_20200806_{t}.xml.gz", src / f"discogs_20200806_{t}.xml.gz")
+    return src
+
+
+async def test_samples_land_with_exact_counts_and_version_not_reprocessed(
+    channel: Any, tmp_path: Path
+) -> None:
+    src = sample_source(tmp_path)
+    s = settings(tmp_path)
+    assert await ExtractorService(s, source_dir=src, once=True).run() == 0
+    queues = {name: await drain(channel, name) for name in ALL_QUEUES}
+    for c in CONSUMERS:
+        for t in DATA_TYPES:
+            assert len(queues[f"{c}.{t}"]) == 1000 + 2, (
+                c,
+                t,
+            )  # records + file_complete + extraction_complete
+            assert len(queues[f"{c}.{t}.dlq"]) == 0
+
+    messages = queues["tableinator.releases"]
+    decoded = [parse_pipeline_message(m.body) for m in messages]
+    records = [d for d in decoded if isinstance(d, RecordMessage)]
+    assert len(records) == 1000 and len({r.id for r in records}) == 1000
+    for m in messages:
+        assert m.delivery_mode == aio_pika.DeliveryMode.PERSISTENT
+        assert m.content_type == "application/json"
+    for r in records:
+        assert r.type == "releases" and r.version == "20200806"
+        assert r.id == r.record["id"]
+        assert r.sha256 == record_sha256(r.record)
+    first = next(r for r in records if r.id == 1)
+    assert first.record["title"] == "Stockholm" and first.record["master_id"] == 1660109
+    # Control messages come after the data of their type.
+    assert isinstance(decoded[-2], FileComplete) and decoded[-2].record_count == 1000
+    assert decoded[-2].type == "releases" and decoded[-2].version == "20200806"
+    assert isinstance(decoded[-1], ExtractionComplete)
+    assert decoded[-1].record_counts == {t: 1000 for t in DATA_TYPES}
+
+    state = StateStore(s.data_dir, "20200806").load()
+    assert state.completed
+    assert {t: (f.phase, f.confirmed, f.records) for t, f in state.files.items()} == {
+        t: ("completed", 1000, 1000) for t in DATA_TYPES
+    }
+
+    # A completed version is not reprocessed.
+    assert await ExtractorService(s, source_dir=src, once=True).run() == 0
+    assert not any((await counts(channel)).values())
+
+
+MASTERS_WITH_BAD = """<masters>
+<master id="10"><title>One</title><year>2001</year></master>
+<master><title>No id here</title></master>
+<master id="12"><title>Three &amp; more</title></master>
+</masters>
+"""
+
+
+async def test_malformed_record_goes_to_both_dlqs_with_reason(channel: Any, tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "discogs_20260201_masters.xml").write_text(MASTERS_WITH_BAD)
+    s = settings(tmp_path)
+    service = ExtractorService(s, source_dir=src, once=True)
+    assert await service.run() == 0
+    queues = {name: await drain(channel, name) for name in ALL_QUEUES}
+    assert {n: len(m) for n, m in queues.items() if m} == {
+        "graphinator.masters": 2 + 2,
+        "tableinator.masters": 2 + 2,
+        "graphinator.masters.dlq": 1,
+        "tableinator.masters.dlq": 1,
+    }
+    for consumer in CONSUMERS:
+        [dead] = queues[f"{consumer}.masters.dlq"]
+        reason = dead.headers[DLQ_REASON_HEADER]
+        assert isinstance(reason, str) and "missing id" in reason
+        body = orjson.loads(dead.body)
+        assert body["kind"] == "malformed_record" and body["ordinal"] == 2
+        assert "No id here" in body["xml"]
+    records = [parse_pipeline_message(m.body) for m in queues["graphinator.masters"]]
+    assert [r.id for r in records if isinstance(r, RecordMessage)] == [10, 12]
+    fc = next(r for r in records if isinstance(r, FileComplete))
+    assert fc.record_count == 2
+    assert service.metrics.malformed.labels(type="masters")._value.get() == 1
+    state = StateStore(s.data_dir, "20260201").load()
+    assert state.files["masters"].malformed == 1 and state.files["masters"].records == 2
+
+
+async def test_truncated_gzip_fails_the_file_never_completes(channel: Any, tmp_path: Path) -> None:
+    src = sample_source(tmp_path)
+    artists = src / "discogs_20200806_artists.xml.gz"
+    data = artists.read_bytes()
+    artists.write_bytes(data[: len(data) // 2])
+    s = settings(tmp_path)
+    assert await ExtractorService(s, source_dir=src, once=True).run() == 1
+    state = StateStore(s.data_dir, "20200806").load()
+    assert state.files["artists"].phase == "failed"
+    assert "truncated" in (state.files["artists"].error or "")
+    assert not state.completed
+    assert state.files["labels"].phase == "completed"
+    kinds = Counter(orjson.loads(m.body)["kind"] for m in await drain(channel, "graphinator.artists"))
+    assert kinds["file_complete"] == 0 and kinds["extraction_complete"] == 0
+    assert 0 < kinds["record"] < 1000
+    labels = Counter(orjson.loads(m.body)["kind"] for m in await drain(channel, "graphinator.labels"))
+    assert labels == {"record": 1000, "file_complete": 1}  # no extraction_complete: version incomplete
+
+
+async def test_health_ready_and_metrics(channel: Any, tmp_path: Path) -> None:
+    src = sample_source(tmp_path)
+    port = free_port()
+    s = settings(tmp_path, HEALTH_PORT=port, CHECK_INTERVAL_HOURS=1)
+    service = ExtractorService(s, source_dir=src, once=False)
+    task = asyncio.create_task(service.run())
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=5) as client:
+            body: dict[str, Any] = {}
+            for _ in range(300):
+                try:
+                    body = (await client.get("/health")).json()
+                except httpx.TransportError:
+                    body = {}
+                files = body.get("files", {})
+                if files and all(f["phase"] == "completed" for f in files.values()):
+                    break
+                await asyncio.sleep(0.1)
+            assert body["version"] == "20200806"
+            assert set(body["files"]) == set(DATA_TYPES)
+            for f in body["files"].values():
+                assert f["phase"] == "completed" and f["records"] == 1000 and f["error"] is None
+                assert f["bytes_total"] > 0 and f["bytes_read"] == f["bytes_total"]
+                assert set(f) >= {"phase", "records", "bytes_read", "bytes_total", "records_per_s", "error"}
+            ready = await client.get("/ready")
+            assert ready.status_code == 200
+            metrics = (await client.get("/metrics")).text
+            assert 'extractor_records_published_total{type="releases"} 1000.0' in metrics
+            assert 'extractor_file_progress_ratio{type="labels"} 1.0' in metrics
+            assert 'extractor_malformed_records_total{type="artists"} 0.0' in metrics
+            assert "extractor_bytes_read_total" in metrics
+    finally:
+        service.stop()
+        await asyncio.wait_for(task, 30)
+
+
+# --- kill -9 mid-file, restart ------------------------------------------------------------------
+
+
+def write_releases(path: Path, n: int) -> None:
+    parts = [b"<releases>\n"]
+    for i in range(1, n + 1):
+        parts.append(
+            (
+                f'<release id="{i}"><artists><artist><id>{i % 500 + 1}</id><name>A{i % 500}</name></artist>'
+                f'</artists><title>Release {i}</title><labels><label name="L" catno="C{i}" id="5"/></labels>'
+                f"<genres><genre>Electronic</genre></genres><released>1999</released>"
+                f'<master_id is_main_release="false">0</master_id><tracklist>'
+                + "".join(f"<track><position>{k}</position><title>T{k}</title></track>" for k in range(8))
+                + "</tracklist></release>\n"
+            ).encode()
+        )
+    parts.append(b"</releases>\n")
+    path.write_bytes(gzip.compress(b"".join(parts), compresslevel=1))
+
+
+def extractor_proc(src: Path, data_dir: Path, window: int) -> subprocess.Popen[bytes]:
+    env = dict(os.environ)
+    env.update(
+        DATA_DIR=str(data_dir),
+        HEALTH_PORT=str(free_port()),
+        PUBLISH_WINDOW=str(window),
+        LOG_FORMAT="json",
+        PARSE_BATCH_SIZE="200",
+    )
+    return subprocess.Popen(
+        [sys.executable, "-m", "extractor", "--source", str(src), "--once"],
+        cwd=REPO_ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        start_new_session=True,  # its own process group: the kill takes the parse worker too
+    )
+
+
+async def test_kill_mid_file_and_restart_loses_nothing(channel: Any, tmp_path: Path) -> None:
+    n = 15_000
+    window = 500
+    src = tmp_path / "src"
+    src.mkdir()
+    write_releases(src / "discogs_20261101_releases.xml.gz", n)
+    data_dir = tmp_path / "data"
+    store = StateStore(data_dir, "20261101")
+
+    proc = extractor_proc(src, data_dir, window)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            if store.path.exists() and store.load().files["releases"].confirmed >= 2000:
+                break
+            assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
+            await asyncio.sleep(0.05)
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(10)
+    killed_at = store.load().files["releases"]
+    assert killed_at.phase == "parsing" and 2000 <= killed_at.confirmed < n
+
+    proc = extractor_proc(src, data_dir, window)
+    _, err = proc.communicate(timeout=240)
+    assert proc.returncode == 0, err.decode()[-3000:]
+    final = store.load()
+    assert final.completed and final.files["releases"].phase == "completed"
+    assert final.files["releases"].confirmed == n and final.files["releases"].records == n
+
+    messages = await drain(channel, "graphinator.releases")
+    table_count = len(await drain(channel, "tableinator.releases"))
+    ids: Counter[int] = Counter()
+    kinds: Counter[str] = Counter()
+    for m in messages:
+        body = orjson.loads(m.body)
+        kinds[body["kind"]] += 1
+        if body["kind"] == "record":
+            ids[body["id"]] += 1
+    assert set(ids) == set(range(1, n + 1))  # nothing lost
+    duplicates = sum(ids.values()) - n
+    assert duplicates <= window  # at most one in-flight window re-published
+    assert kinds["file_complete"] == 1 and kinds["extraction_complete"] == 1
+    assert table_count == len(messages)
+
+    # Once completed, the version is not processed again.
+    proc = extractor_proc(src, data_dir, window)
+    proc.communicate(timeout=60)
+    assert proc.returncode == 0
+    assert (await counts(channel))["graphinator.releases"] == 0
