@@ -392,3 +392,28 @@ async def test_sync_lookup_is_per_user(client: httpx.AsyncClient, fake: FakeDisc
     assert (await client.get("/api/sync/not-a-uuid", headers=alice)).status_code == 422
     body = (await client.get(f"/api/sync/{sync_id}", headers=alice)).json()
     assert body["status"] == "queued" and body["started_at"] is None
+
+
+async def test_revoke_with_purge_removes_the_synced_data(
+    client: httpx.AsyncClient, fake: FakeDiscogs, curator: CuratorProcess, pg_pool: Any
+) -> None:
+    user, headers = await linked_user(client, fake, pg_pool)
+    user.add_collected(11, "Kept until purge")
+    user.add_wanted(12, "Wanted until purge")
+    assert (await wait_for_sync(client, headers, await start_sync(client, headers)))["status"] == "completed"
+    assert (await client.get("/api/user/collection", headers=headers)).json()["total"] == 1
+
+    resp = await client.delete("/api/oauth/revoke/discogs", params={"purge": "true"}, headers=headers)
+    assert resp.json() == {"revoked": True, "purged": True}
+    assert (await client.get("/api/user/collection", headers=headers)).json()["total"] == 0
+    assert (await client.get("/api/user/wantlist", headers=headers)).json()["total"] == 0
+    async with pg_pool.connection() as conn:
+        counts = await (
+            await conn.execute(
+                """SELECT (SELECT count(*) FROM user_collections) AS c,
+                          (SELECT count(*) FROM user_wantlists) AS w"""
+            )
+        ).fetchone()
+    assert counts == {"c": 0, "w": 0}
+    resp = await client.post("/api/sync", headers=headers)
+    assert resp.status_code == 409 and resp.json()["code"] == "discogs_not_connected"
