@@ -417,3 +417,20 @@ async def test_revoke_with_purge_removes_the_synced_data(
     assert counts == {"c": 0, "w": 0}
     resp = await client.post("/api/sync", headers=headers)
     assert resp.status_code == 409 and resp.json()["code"] == "discogs_not_connected"
+
+
+async def test_broker_down_answers_503_and_leaves_no_active_sync(
+    fake: FakeDiscogs, stores: None, pg_pool: Any
+) -> None:
+    closed = f"amqp://discogsography:discogsography@127.0.0.1:{free_port()}/"
+    async with running_api(api_settings(fake, AMQP_URL=closed)) as (_, client):
+        _, headers = await linked_user(client, fake, pg_pool)
+        resp = await client.post("/api/sync", headers=headers)
+        assert resp.status_code == 503
+        assert resp.json()["code"] == "queue_unavailable"
+        syncs = (await client.get("/api/sync/status", headers=headers)).json()["syncs"]
+        assert [(s["status"], s["error"]) for s in syncs] == [
+            ("failed", "The sync could not be queued (message broker unavailable)")
+        ]
+        # The failed row does not block the next attempt (still 503 here, not 202 already_running).
+        assert (await client.post("/api/sync", headers=headers)).status_code == 503
