@@ -216,13 +216,10 @@ class VersionRunner:
     async def _make_room(
         self, data_type: str, target: int, pending_valid: list[int], pending_malformed: list[int]
     ) -> None:
-        """Wait for confirms until the saved checkpoint reaches `target`."""
-        fstate = self.state.file(data_type)
-        while True:
-            self._checkpoint(data_type, pending_valid, pending_malformed)
-            if fstate.confirmed >= target or self.publisher.in_flight == 0:
-                return
+        """Wait for confirms up to `target`, then save the checkpoint (one save per half window)."""
+        while self.publisher.confirmed_ordinal < target and self.publisher.in_flight:
             await self.publisher.wait_oldest()
+        self._checkpoint(data_type, pending_valid, pending_malformed)
 
     async def _drain(self, data_type: str, pending_valid: list[int], pending_malformed: list[int]) -> None:
         try:

@@ -1,0 +1,65 @@
+"""Parse-only throughput of the extractor's parser (gzip + lxml iterparse + normalisation +
+canonical JSON + sha256), one core, per data type, on a synthetic current-layout dump.
+
+    python benchmarks/bench_parse.py [--releases N]      (or BENCH_RELEASES; default 100000)
+
+Prints ONE JSON line: per type records, seconds, records/s, MB/s of gzip and of XML, and the
+process's peak RSS.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import os
+import resource
+import time
+from pathlib import Path
+
+from benchmarks.generate_dump import DEFAULT_OUT, generate
+from extractor.parser import iter_records
+
+
+def xml_size(path: Path) -> int:
+    total = 0
+    with gzip.open(path, "rb") as fh:
+        while chunk := fh.read(1 << 20):
+            total += len(chunk)
+    return total
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--releases", type=int, default=int(os.environ.get("BENCH_RELEASES", "100000")))
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    args = parser.parse_args()
+    paths = generate(args.releases, args.out)
+    result: dict[str, object] = {"benchmark": "extractor_parse", "releases": args.releases}
+    per_type = {}
+    for data_type, path in paths.items():
+        gz_bytes = path.stat().st_size
+        xml_bytes = xml_size(path)
+        started = time.perf_counter()
+        cpu = time.process_time()
+        n = 0
+        for _ in iter_records(path, data_type):
+            n += 1
+        seconds = time.perf_counter() - started
+        cpu_s = time.process_time() - cpu
+        per_type[data_type] = {
+            "records": n,
+            "seconds": round(seconds, 2),
+            "records_per_s": round(n / seconds),
+            "records_per_cpu_s": round(n / cpu_s) if cpu_s else None,
+            "gz_mb_per_s": round(gz_bytes / seconds / 1e6, 1),
+            "xml_mb_per_s": round(xml_bytes / seconds / 1e6, 1),
+        }
+    result["types"] = per_type
+    result["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    result["loadavg_1m"] = os.getloadavg()[0]
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
