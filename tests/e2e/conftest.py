@@ -146,11 +146,11 @@ class Server:
     env: dict[str, str]
 
 
-def start_process(module: str, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+def start_process(module: str, env: dict[str, str], log: Path, *args: str) -> subprocess.Popen[bytes]:
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("ab") as fh:
         return subprocess.Popen(  # our own module, no shell
-            [sys.executable, "-m", module], cwd=REPO_ROOT, env=env, stdout=fh, stderr=subprocess.STDOUT
+            [sys.executable, "-m", module, *args], cwd=REPO_ROOT, env=env, stdout=fh, stderr=subprocess.STDOUT
         )
 
 
