@@ -4,9 +4,10 @@
    with a message saying what to do.
 2. Read the whole collection (folder 0, "All") and the whole wantlist, 100 per page, sorted by
    date added (oldest first, so items added meanwhile land on the last page), deduplicated by
-   instance id (collection) or release id (wants). The item count must equal Discogs'
-   `pagination.items`; a list that changed while it was read is read once more, then the sync
-   fails rather than deleting things based on a partial read.
+   instance id (collection) or release id (wants). Every page must report the same
+   `pagination.items` and the items read must add up to it (a removal during the read shifts
+   later items to earlier pages, so one would be missed); a list that changed while it was read
+   is read once more, then the sync fails rather than deleting things based on a partial read.
 3. Only when both lists are complete: write Neo4j and PostgreSQL (upsert what is there, remove
    what is gone). Nothing is written when Discogs fails, so a failed sync never loses data.
 
@@ -61,6 +62,7 @@ class SyncProgress:
 class _Listing:
     items: list[dict[str, Any]]
     expected: int
+    stable: bool  # every page reported the same total (nothing was added or removed meanwhile)
 
 
 class Syncer:
@@ -142,7 +144,7 @@ class Syncer:
     ) -> list[dict[str, Any]]:
         for attempt in range(1, READ_ATTEMPTS + 1):
             listing = await self._read_once(client, link, which, progress)
-            if len(listing.items) == listing.expected:
+            if listing.stable and len(listing.items) == listing.expected:
                 return listing.items
             log.warning(
                 "sync_list_changed",
@@ -171,6 +173,7 @@ class Syncer:
             items_key, id_key = "wants", "id"
         seen: dict[int, dict[str, Any]] = {}
         total = skipped = 0
+        totals: set[int] = set()
         async for page in client.pages(
             path,
             items_key,
@@ -181,6 +184,7 @@ class Syncer:
         ):
             progress.pages_fetched += 1
             total = page.total_items  # the last page's count is the newest
+            totals.add(total)
             for item in page.items:
                 ident = _int(item.get(id_key))
                 if ident is None or _release_id(item) is None:
@@ -188,7 +192,7 @@ class Syncer:
                     skipped += 1
                     continue
                 seen[ident] = item
-        return _Listing(list(seen.values()), total - skipped)
+        return _Listing(list(seen.values()), total - skipped, len(totals) <= 1)
 
     async def _write(
         self,

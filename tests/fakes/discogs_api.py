@@ -31,6 +31,7 @@ import json
 import secrets
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, quote, unquote, urlencode
@@ -173,6 +174,8 @@ class FakeDiscogs:
         self.forced: deque[int] = deque()
         self.always_fail: int | None = None
         self.delay_s = 0.0  # added to every /users/... answer (a slow Discogs)
+        # Called with the path after each /users/... answer: lets a test edit data mid-sync.
+        self.after_data_request: Callable[[str], None] | None = None
         self.runner: web.AppRunner | None = None
         self.port = 0
 
@@ -270,6 +273,8 @@ class FakeDiscogs:
                 resp = await handler(request)
             except web.HTTPException as exc:
                 resp = web.Response(status=exc.status, body=exc.body, content_type=exc.content_type)
+            if self.after_data_request is not None and request.path.startswith("/users/"):
+                self.after_data_request(request.path)
         resp.headers["X-Discogs-Ratelimit"] = str(self.rate_limit)
         resp.headers["X-Discogs-Ratelimit-Used"] = str(min(used, self.rate_limit))
         resp.headers["X-Discogs-Ratelimit-Remaining"] = str(max(0, self.rate_limit - used))
