@@ -434,3 +434,32 @@ async def test_broker_down_answers_503_and_leaves_no_active_sync(
         ]
         # The failed row does not block the next attempt (still 503 here, not 202 already_running).
         assert (await client.post("/api/sync", headers=headers)).status_code == 503
+
+
+async def test_status_lists_the_latest_ten_newest_first(
+    client: httpx.AsyncClient, fake: FakeDiscogs, pg_pool: Any
+) -> None:
+    _, headers = await linked_user(client, fake, pg_pool)
+    user_id = await me(client, headers)
+    async with pg_pool.connection() as conn:
+        for n in range(12):
+            await conn.execute(
+                """INSERT INTO sync_history (user_id, status, items_synced, created_at, completed_at)
+                   VALUES (%s, 'completed', %s, now() - make_interval(mins => %s), now())""",
+                (user_id, n, 60 - n),
+            )
+    syncs = (await client.get("/api/sync/status", headers=headers)).json()["syncs"]
+    assert [s["items_synced"] for s in syncs] == [11, 10, 9, 8, 7, 6, 5, 4, 3, 2]
+    assert set(syncs[0]) == {
+        "sync_id",
+        "sync_type",
+        "status",
+        "items_synced",
+        "collection_count",
+        "wantlist_count",
+        "pages_fetched",
+        "error",
+        "created_at",
+        "started_at",
+        "completed_at",
+    }
