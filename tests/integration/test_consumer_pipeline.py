@@ -1,0 +1,287 @@
+"""The real pipeline: `python -m extractor --source DIR --once` -> RabbitMQ -> `python -m graphinator`
+and `python -m tableinator` (subprocesses with their /health, /ready, /metrics).
+
+- all samples of both layouts land with exact counts in Neo4j and PostgreSQL (one full node and
+  one row per record, no duplicates); the newer 2026 version of labels/masters replaces the 2020
+  ones (records absent from it are swept after its extraction_complete);
+- an extractor killed mid-file and restarted ends in the same state as an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from neo4j import AsyncDriver
+from psycopg import AsyncConnection
+from psycopg_pool import AsyncConnectionPool
+
+from common.amqp import DATA_TYPES
+from extractor.parser import iter_records
+from graphinator.writer import LABELS
+from tests.conftest import REPO_ROOT, SAMPLES, free_port
+from tests.integration.consumer_broker import eventually, queue_depth, reset_queues
+from tests.integration.test_graphinator_writer import graph_snapshot
+
+pytestmark = pytest.mark.integration
+
+Pool = AsyncConnectionPool[AsyncConnection[dict[str, Any]]]
+V2020 = "20200806"
+V2026 = "20260201"
+
+
+def expected_ids(path: Path, data_type: str) -> set[int]:
+    return {r.id for r in iter_records(path, data_type) if r.error is None and r.id is not None}
+
+
+def layout_dirs(tmp: Path) -> tuple[Path, Path]:
+    old, new = tmp / "dump2020", tmp / "dump2026"
+    old.mkdir()
+    new.mkdir()
+    for data_type in DATA_TYPES:
+        shutil.copy(SAMPLES / f"discogs_{V2020}_{data_type}.xml.gz", old)
+    shutil.copy(SAMPLES / "discogs_20260201_labels_first15.xml", new / f"discogs_{V2026}_labels.xml")
+    shutil.copy(SAMPLES / "discogs_20260201_masters.xml", new / f"discogs_{V2026}_masters.xml")
+    return old, new
+
+
+class Service:
+    """A worker subprocess (`python -m <name>`) on a free health port."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.port = free_port()
+        env = {
+            **os.environ,
+            "HEALTH_PORT": str(self.port),
+            "BATCH_MAX_LATENCY": "0.2",
+            "SWEEP_QUIET_SECONDS": "1",
+            "LOG_FORMAT": "json",
+            "LOG_LEVEL": "WARNING",
+        }
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", name],
+            cwd=REPO_ROOT,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+
+    async def get(self, path: str) -> tuple[int, Any]:
+        async with (
+            aiohttp.ClientSession() as session,
+            session.get(
+                f"http://127.0.0.1:{self.port}{path}", timeout=aiohttp.ClientTimeout(total=5)
+            ) as resp,
+        ):
+            body = await resp.json() if path != "/metrics" else await resp.text()
+            return resp.status, body
+
+    async def ready(self) -> bool:
+        try:
+            status, _ = await self.get("/ready")
+        except (aiohttp.ClientError, TimeoutError):
+            return False
+        return status == 200
+
+    async def status(self) -> dict[str, Any]:
+        _, body = await self.get("/health")
+        return dict(body)
+
+    def stop(self) -> int:
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            raise
+
+
+async def run_extractor(source: Path, data_dir: Path, kill_when: Any = None) -> int:
+    env = {**os.environ, "LOG_FORMAT": "json", "LOG_LEVEL": "WARNING", "HEALTH_PORT": str(free_port())}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "extractor", "--source", str(source), "--once", "--data-dir", str(data_dir),
+        cwd=REPO_ROOT, env=env, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+        start_new_session=True,
+    )  # fmt: skip
+    if kill_when is not None:
+        while proc.returncode is None and not await kill_when():  # noqa: ASYNC110
+            await asyncio.sleep(0.005)
+        if proc.returncode is None:
+            # A crash of the whole extractor: the main process and its parse worker, at once.
+            os.killpg(proc.pid, signal.SIGKILL)
+    _, err = await proc.communicate()
+    if kill_when is None:
+        assert proc.returncode == 0, err.decode()[-3000:]
+    return proc.returncode or 0
+
+
+@pytest.fixture
+async def services(
+    amqp_connection: Any, clean_neo4j: AsyncDriver, clean_postgres: Pool
+) -> AsyncIterator[dict[str, Service]]:
+    await reset_queues(amqp_connection)
+    started = {name: Service(name) for name in ("graphinator", "tableinator")}
+    try:
+        for service in started.values():
+            await eventually(service.ready, timeout=60, what=f"{service.name} /ready")
+        yield started
+    finally:
+        codes = {name: service.stop() for name, service in started.items()}
+        await reset_queues(amqp_connection)
+    assert codes == {"graphinator": 0, "tableinator": 0}  # graceful SIGTERM
+
+
+async def drained(connection: Any) -> bool:
+    for consumer in ("graphinator", "tableinator"):
+        for data_type in DATA_TYPES:
+            if await queue_depth(connection, f"{consumer}.{data_type}"):
+                return False
+    return True
+
+
+async def store_counts(driver: AsyncDriver, pool: Pool) -> dict[str, tuple[int, int, int]]:
+    """{type: (full nodes, distinct ids among them, rows)}."""
+    out = {}
+    for data_type, label in LABELS.items():
+        records, _, _ = await driver.execute_query(
+            f"MATCH (n:{label}) WHERE n.sha256 IS NOT NULL RETURN count(n) AS c, count(DISTINCT n.id) AS d"
+        )
+        async with pool.connection() as conn:
+            cur = await conn.execute(f"SELECT count(*) AS c FROM {data_type}")
+            row = await cur.fetchone()
+        out[data_type] = (int(records[0]["c"]), int(records[0]["d"]), int(row["c"]) if row else -1)
+    return out
+
+
+async def settle(
+    connection: Any, services: dict[str, Service], versions: dict[str, str], times: int = 1
+) -> None:
+    """Each service has run every expected extraction_complete hook (`times` times so far); that
+    message is the last of its queue, so every record before it is committed and acked."""
+    for service in services.values():
+
+        async def hooks_done(service: Service = service) -> bool:
+            done = (await service.status())["completed_versions"]
+            return all(done[t].count(f"extraction_complete:{v}") >= times for t, v in versions.items())
+
+        await eventually(hooks_done, timeout=180, what=f"{service.name} hooks")
+    await eventually(lambda: drained(connection), timeout=60, what="queues drained")
+
+
+async def test_all_samples_of_both_layouts_land_with_exact_counts(
+    services: dict[str, Service], amqp_connection: Any, clean_neo4j: AsyncDriver, clean_postgres: Pool,
+    tmp_path: Path,
+) -> None:  # fmt: skip
+    old, new = layout_dirs(tmp_path)
+    await run_extractor(old, tmp_path / "state")
+    await settle(amqp_connection, services, dict.fromkeys(DATA_TYPES, V2020))
+    expected = {t: expected_ids(old / f"discogs_{V2020}_{t}.xml.gz", t) for t in DATA_TYPES}
+    assert all(len(ids) > 900 for ids in expected.values())
+    counts = await store_counts(clean_neo4j, clean_postgres)
+    assert counts == {t: (len(ids), len(ids), len(ids)) for t, ids in expected.items()}
+    async with clean_postgres.connection() as conn:
+        cur = await conn.execute("SELECT array_agg(id ORDER BY id) AS ids FROM releases")
+        row = await cur.fetchone()
+    assert row is not None
+    assert set(row["ids"]) == expected["releases"]
+
+    # Spot checks through the whole pipeline (values read from the sample XML).
+    records, _, _ = await clean_neo4j.execute_query(
+        "MATCH (r:Release {id: 1}) OPTIONAL MATCH (r)-[o:ON]->(l:Label) "
+        "RETURN r.title AS title, r.year AS year, r.formats AS formats, r.is_main_release AS main, "
+        "collect([l.id, o.catno]) AS labels"
+    )
+    assert records[0].data() == {
+        "title": "Stockholm",
+        "year": 1999,
+        "formats": ['2 x Vinyl, 12", 33 ⅓ RPM'],
+        "main": True,
+        "labels": [[5, "SK032"]],
+    }
+    records, _, _ = await clean_neo4j.execute_query(
+        "MATCH (a:Artist {id: 239})-[c:CREDITED]->(:Release {id: 1}) RETURN a.name AS name, c.role AS role"
+    )
+    assert [r.data() for r in records] == [{"name": "Jesper Dahlbäck", "role": "Music By [All Tracks By]"}]
+
+    # Health while idle: counts per type, dlq counts, state; Prometheus metrics.
+    for name, service in services.items():
+        status = await service.status()
+        assert status["service"] == name
+        assert status["message_counts"]["releases"] >= len(expected["releases"])
+        assert status["dlq_counts"] == dict.fromkeys(DATA_TYPES, 0)
+        assert status["state"] in ("idle", "processing")
+        code, metrics = await service.get("/metrics")
+        assert code == 200
+        assert f'{name}_batches_total{{type="releases"}}' in metrics
+
+    # The newer version (current layout) carries only labels and masters: it replaces them.
+    await run_extractor(new, tmp_path / "state")
+    await settle(amqp_connection, services, {"labels": V2026, "masters": V2026})
+    new_labels = expected_ids(new / f"discogs_{V2026}_labels.xml", "labels")
+    new_masters = expected_ids(new / f"discogs_{V2026}_masters.xml", "masters")
+    counts = await store_counts(clean_neo4j, clean_postgres)
+    n_art, n_rel = len(expected["artists"]), len(expected["releases"])
+    assert counts == {
+        "artists": (n_art, n_art, n_art),
+        "labels": (len(new_labels), len(new_labels), len(new_labels)),
+        "masters": (len(new_masters), len(new_masters), len(new_masters)),
+        "releases": (n_rel, n_rel, n_rel),
+    }
+    records, _, _ = await clean_neo4j.execute_query(
+        "MATCH (c:Label {id: 107799})-[:SUBLABEL_OF]->(p:Label) RETURN c.name AS c, p.id AS p, p.name AS pn"
+    )
+    assert [r.data() for r in records] == [
+        {"c": "Novalis", "p": 278277, "pn": "AVC Audio Video Communications AG"}
+    ]
+
+
+async def pipeline_state(driver: AsyncDriver, pool: Pool) -> Any:
+    tables = {}
+    async with pool.connection() as conn:
+        for data_type in DATA_TYPES:
+            cur = await conn.execute(f"SELECT id, sha256, dump_version, data FROM {data_type} ORDER BY id")
+            tables[data_type] = await cur.fetchall()
+    return await graph_snapshot(driver), tables
+
+
+async def test_extractor_killed_mid_file_and_restarted_equals_an_uninterrupted_run(
+    services: dict[str, Service], amqp_connection: Any, clean_neo4j: AsyncDriver, clean_postgres: Pool,
+    tmp_path: Path,
+) -> None:  # fmt: skip
+    old, _ = layout_dirs(tmp_path)
+    await run_extractor(old, tmp_path / "state-a")
+    await settle(amqp_connection, services, dict.fromkeys(DATA_TYPES, V2020))
+    uninterrupted = await pipeline_state(clean_neo4j, clean_postgres)
+
+    await clean_neo4j.execute_query("MATCH (n) DETACH DELETE n")
+    async with clean_postgres.connection() as conn:
+        await conn.execute("TRUNCATE artists, labels, masters, releases")
+
+    async def releases_seen() -> int:
+        return int((await services["tableinator"].status())["message_counts"]["releases"])
+
+    before = await releases_seen()
+
+    async def releases_started() -> bool:
+        # The releases file is the last one; kill as soon as its records start arriving.
+        return await releases_seen() > before
+
+    await run_extractor(old, tmp_path / "state-b", kill_when=releases_started)
+    await asyncio.sleep(2)
+    partial = await releases_seen() - before
+    assert 0 < partial < len(uninterrupted[1]["releases"]), (
+        f"the kill should land mid-file ({partial} releases)"
+    )
+    await run_extractor(old, tmp_path / "state-b")
+    await settle(amqp_connection, services, dict.fromkeys(DATA_TYPES, V2020), times=2)
+    assert await pipeline_state(clean_neo4j, clean_postgres) == uninterrupted
