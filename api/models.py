@@ -232,6 +232,7 @@ class NodeDetails(BaseModel):
     profile: str | None = None
     country: str | None = None
     released: str | None = None
+    formats: list[str] | None = None
 
 
 class TrendPoint(BaseModel):

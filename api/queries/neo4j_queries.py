@@ -293,7 +293,7 @@ _NODE_RETURN: Final = {
     "release": f"""
         WITH n AS r
         RETURN r.id AS id, r.title AS name, {YEAR_OF_R} AS year, r.country AS country,
-               r.released AS released,
+               r.released AS released, r.formats AS formats,
                {_names("(r)-[:BY]->(a:Artist)", "a")} AS artists,
                {_names("(r)-[:ON]->(l:Label)", "l")} AS labels,
                {_names("(r)-[:IS]->(g:Genre)", "g")} AS genres,

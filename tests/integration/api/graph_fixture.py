@@ -1,7 +1,8 @@
 """A small graph in the shape graphinator writes (design §5), built with Cypher.
 
-Used by the api integration tests until graphinator.writer.write_batch exists, and kept small and
-explicit so every assertion in the tests can be checked by reading this file.
+Used by the api tests for edge cases the real samples lack (name collisions, special characters,
+missing years, users); test_api_samples.py covers the samples loaded by the real write path.
+Kept small and explicit so every assertion in the tests can be checked by reading this file.
 """
 
 from __future__ import annotations
