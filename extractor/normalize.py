@@ -74,6 +74,10 @@ def _int(value: str | None) -> int | None:
 
 def _ref_id(value: str | None) -> int | None:
     """A referenced id: an integer, or None when missing, unparsable or 0."""
+    if value is None:
+        return None
+    if value.isascii() and value.isdigit():  # the common case, no whitespace or sign
+        return int(value) or None
     number = _int(value)
     return number if number else None
 
@@ -228,7 +232,7 @@ def _images(el: Element) -> list[dict[str, Any]]:
     return out
 
 
-_CREDIT_TEXT: Final = ("name", "anv", "join", "role", "tracks")
+_CREDIT_TEXT: Final = frozenset(("name", "anv", "join", "role", "tracks"))
 
 
 def _credits(el: Element) -> list[dict[str, Any]]:
@@ -249,7 +253,9 @@ def _credits(el: Element) -> list[dict[str, Any]]:
             if tag == "id":
                 credit["id"] = _ref_id(child.text)
             elif tag in _CREDIT_TEXT:
-                credit[tag] = _text(child)
+                text = child.text
+                if text is not None:
+                    credit[tag] = text.strip(_WS) or None
             else:
                 _keep_unknown(credit, child)
         out.append(credit)
@@ -357,6 +363,9 @@ def _companies(el: Element) -> list[dict[str, Any]]:
     return out
 
 
+_TRACK_TEXT: Final = frozenset(("position", "title", "duration"))
+
+
 def _tracks(el: Element) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     for track in el:
@@ -372,8 +381,10 @@ def _tracks(el: Element) -> list[dict[str, Any]]:
         }
         for child in track:
             tag = child.tag
-            if tag in {"position", "title", "duration"}:
-                item[tag] = _text(child)
+            if tag in _TRACK_TEXT:
+                text = child.text
+                if text is not None:
+                    item[tag] = text.strip(_WS) or None
             elif tag in {"artists", "extraartists"}:
                 item[tag] = _credits(child)
             elif tag == "sub_tracks":

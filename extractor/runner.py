@@ -22,6 +22,7 @@ from typing import Any, Final
 from common.amqp import DATA_TYPES
 from common.logging import get_logger
 from common.messages import ExtractionComplete, FileComplete
+from extractor.fast_publisher import FastPublisher
 from extractor.progress import ProgressReporter
 from extractor.publisher import PublishError, RecordPublisher
 from extractor.state import StateStore, VersionState
@@ -43,7 +44,7 @@ def _now() -> str:
 class VersionRunner:
     def __init__(
         self,
-        publisher: RecordPublisher,
+        publisher: RecordPublisher | FastPublisher,
         store: StateStore,
         reporter: ProgressReporter,
         *,

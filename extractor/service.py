@@ -21,6 +21,7 @@ from common.logging import get_logger
 from common.retry import connect_with_retry
 from extractor.discovery import choose_local_version, choose_version, discover
 from extractor.download import DownloadError, download_file, fetch_checksums
+from extractor.fast_publisher import FastPublisher
 from extractor.http import RetryBudgetExceededError
 from extractor.progress import ExtractorMetrics, ProgressReporter
 from extractor.publisher import RecordPublisher
@@ -41,7 +42,12 @@ class ExtractorService:
         self.registry = CollectorRegistry()
         self.metrics = ExtractorMetrics(self.registry)
         self.reporter = ProgressReporter(self.metrics, settings.progress_log_interval_s)
-        self.publisher = RecordPublisher(settings.amqp_url.get_secret_value(), settings.publish_window)
+        url = settings.amqp_url.get_secret_value()
+        self.publisher: RecordPublisher | FastPublisher
+        if settings.amqp_publisher == "fast" and url.startswith("amqp://"):
+            self.publisher = FastPublisher(url, settings.publish_window)
+        else:
+            self.publisher = RecordPublisher(url, settings.publish_window)
         self.health = HealthServer(
             "extractor",
             settings.health_host,
@@ -74,9 +80,9 @@ class ExtractorService:
                     await asyncio.wait_for(self._stop.wait(), self.settings.check_interval_hours * 3600)
                 if self._stop.is_set():
                     return 0
-                if self.publisher._connection is None or self.publisher._connection.is_closed:
-                    await self.publisher.close()
-                    await self.publisher.connect()
+                # A fresh connection per cycle: nothing to keep alive across a day-long sleep.
+                await self.publisher.close()
+                await self.publisher.connect()
         except ServiceUnavailableError as exc:
             log.error("extractor_cannot_start", error=str(exc))
             return 2

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 
@@ -15,6 +16,7 @@ class ExtractorSettings(BaseServiceSettings, AmqpSettings, ConnectRetrySettings)
     source_dir: Path | None = Field(None, alias="EXTRACTOR_SOURCE_DIR")
     check_interval_hours: float = Field(24.0, alias="CHECK_INTERVAL_HOURS", gt=0)
     health_port: int = Field(8000, alias="HEALTH_PORT")
+    amqp_publisher: Literal["fast", "aio-pika"] = Field("fast", alias="AMQP_PUBLISHER")
     publish_window: int = Field(2000, alias="PUBLISH_WINDOW", ge=1, le=100_000)
     parse_batch_size: int = Field(500, alias="PARSE_BATCH_SIZE", ge=1, le=100_000)
     checkpoint_interval_s: float = Field(1.0, alias="CHECKPOINT_INTERVAL", gt=0)
