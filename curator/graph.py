@@ -29,7 +29,7 @@ _STUBS = """
 UNWIND $items AS item
 MERGE (r:Release {id: item.release_id})
   ON CREATE SET r.title = item.title, r.year = item.year, r.stub = true
-WITH r, item WHERE r.stub = true
+WITH r, item WHERE r.stub = true AND r.sha256 IS NULL
 FOREACH (a IN item.artists |
   MERGE (ar:Artist {id: a.id}) ON CREATE SET ar.name = a.name, ar.stub = true
   MERGE (r)-[:BY]->(ar))
@@ -69,7 +69,8 @@ RETURN collect(DISTINCT release_id) AS release_ids, count(*) AS removed
 _DROP_ORPHAN_STUBS = """
 UNWIND $release_ids AS rid
 MATCH (r:Release {id: rid})
-WHERE r.stub = true AND NOT EXISTS { (:User)-->(r) }
+// sha256 is set only by graphinator: a release loaded from the dump is never an orphan stub.
+WHERE r.stub = true AND r.sha256 IS NULL AND NOT EXISTS { (:User)-->(r) }
 DETACH DELETE r
 """
 

@@ -67,17 +67,17 @@ def services() -> list[Service]:
     if fake:
         base = f"http://127.0.0.1:{FAKE_DISCOGS_PORT}"
         discogs_env = {"DISCOGS_API_URL": base, "DISCOGS_AUTHORIZE_URL": f"{base}/oauth/authorize"}
-    extractor_args = ["--once"] if not os.environ.get("DISCOGS_DATA_URL") else []
+    # The extractor stays up after ingesting (health on 8000) and re-checks its source periodically.
+    extractor_args: list[str] = []
     if not os.environ.get("DISCOGS_DATA_URL"):
-        source = os.environ.get("EXTRACTOR_SOURCE_DIR") or str(demo_source())
-        extractor_args = ["--source", source, "--once"]
+        extractor_args = ["--source", os.environ.get("EXTRACTOR_SOURCE_DIR") or str(demo_source())]
     listed = [
         Service("fake-discogs", "tests.fakes.discogs_api", ["--port", str(FAKE_DISCOGS_PORT)])
         if fake
         else None,
         Service("graphinator", "graphinator", health_url="http://127.0.0.1:8001/health"),
         Service("tableinator", "tableinator", health_url="http://127.0.0.1:8002/health"),
-        Service("extractor", "extractor", extractor_args, one_shot=True, health_url=None),
+        Service("extractor", "extractor", extractor_args, health_url="http://127.0.0.1:8000/health"),
         Service("api", "api", env=discogs_env, health_url="http://127.0.0.1:8004/health"),
         Service("curator", "curator", env=discogs_env, health_url="http://127.0.0.1:8011/health"),
         Service("dashboard", "dashboard", health_url="http://127.0.0.1:8003/health"),
@@ -145,7 +145,22 @@ def print_urls() -> None:
     )
 
 
+def configure_demo_discogs() -> None:
+    """Point the app's Discogs consumer credentials at the local fake (its demo key), once."""
+    if os.environ.get("DEMO_FAKE_DISCOGS", "1") != "1" or not _available("api"):
+        return
+    for key, value in (("discogs_consumer_key", "demo-key"), ("discogs_consumer_secret", "demo-secret")):
+        subprocess.run(  # noqa: S603 - our own CLI
+            [sys.executable, "-m", "api.admin_cli", "set-config", key, value],
+            cwd=ROOT,
+            check=True,
+            capture_output=True,
+        )
+    print("[run] Discogs consumer key set to the local fake's demo app (user `demo`)")
+
+
 def supervise() -> int:
+    configure_demo_discogs()
     running = services()
     PIDFILE.parent.mkdir(parents=True, exist_ok=True)
     PIDFILE.write_text(str(os.getpid()))
