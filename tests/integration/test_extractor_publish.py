@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import hashlib
 import os
 import shutil
 import signal
@@ -28,6 +29,7 @@ from extractor.service import ExtractorService
 from extractor.settings import ExtractorSettings
 from extractor.state import StateStore
 from tests.conftest import REPO_ROOT, SAMPLES, free_port
+from tests.fakes.dump_host import DumpHost
 
 pytestmark = pytest.mark.integration
 
@@ -261,8 +263,14 @@ def extractor_proc(
     )
 
 
-@pytest.mark.parametrize("publisher", ["fast", "aio-pika"])
-async def test_kill_mid_file_and_restart_loses_nothing(channel: Any, tmp_path: Path, publisher: str) -> None:
+@pytest.mark.parametrize(
+    ("publisher", "sig"),
+    [("fast", signal.SIGKILL), ("aio-pika", signal.SIGKILL), ("fast", signal.SIGTERM)],
+    ids=["fast-kill9", "aio-pika-kill9", "fast-sigterm"],
+)
+async def test_kill_mid_file_and_restart_loses_nothing(
+    channel: Any, tmp_path: Path, publisher: str, sig: signal.Signals
+) -> None:
     n = 8_000
     window = 500
     src = tmp_path / "src"
@@ -279,8 +287,11 @@ async def test_kill_mid_file_and_restart_loses_nothing(channel: Any, tmp_path: P
                 break
             assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
             await asyncio.sleep(0.05)
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(10)
+        if sig == signal.SIGKILL:
+            os.killpg(proc.pid, signal.SIGKILL)  # the process and its parse worker, no warning
+        else:
+            proc.send_signal(signal.SIGTERM)  # graceful: drain confirms, save the checkpoint, exit
+        proc.wait(30)
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
@@ -307,6 +318,8 @@ async def test_kill_mid_file_and_restart_loses_nothing(channel: Any, tmp_path: P
     assert set(ids) == set(range(1, n + 1))  # nothing lost
     duplicates = sum(ids.values()) - n
     assert duplicates <= window  # at most one in-flight window re-published
+    if sig == signal.SIGTERM:
+        assert duplicates == 0  # a graceful stop checkpoints everything it published
     assert kinds["file_complete"] == 1 and kinds["extraction_complete"] == 1
     assert table_count == len(messages)
 
@@ -315,3 +328,72 @@ async def test_kill_mid_file_and_restart_loses_nothing(channel: Any, tmp_path: P
     proc.communicate(timeout=60)
     assert proc.returncode == 0
     assert (await counts(channel))["graphinator.releases"] == 0
+
+
+# --- the whole service against the fake dump host ----------------------------------------------
+
+
+def host_version(version: str) -> dict[str, bytes]:
+    return {
+        f"discogs_{version}_{t}.xml.gz": (SAMPLES / f"discogs_20200806_{t}.xml.gz").read_bytes()
+        for t in DATA_TYPES
+    }
+
+
+async def test_service_downloads_verifies_and_publishes_then_picks_up_a_new_version(
+    channel: Any, tmp_path: Path
+) -> None:
+    async with DumpHost(range_support=True) as host:
+        host.add_version("20260901", host_version("20260901"))
+        partial = host_version("20261001")
+        host.add_version("20261001", partial, checksum=False)  # still uploading: skipped
+        host.rate_limit("discogs_20260901_labels.xml.gz", times=1, retry_after="1")
+        host.cut_after("discogs_20260901_releases.xml.gz", 200_000)
+        host.corrupt("discogs_20260901_masters.xml.gz", times=1)
+        s = settings(
+            tmp_path,
+            DISCOGS_DATA_URL=host.base_url,
+            DOWNLOAD_BACKOFF=0.05,
+            CHECK_INTERVAL_HOURS=0.0005,  # ~2 s between checks
+        )
+        service = ExtractorService(s, once=False)
+        task = asyncio.create_task(service.run())
+        try:
+            first = StateStore(s.data_dir, "20260901")
+            for _ in range(600):
+                if first.path.exists() and first.load().completed:
+                    break
+                await asyncio.sleep(0.1)
+            state = first.load()
+            assert state.completed
+            for t in DATA_TYPES:
+                f = state.files[t]
+                name = f"discogs_20260901_{t}.xml.gz"
+                assert f.phase == "completed" and f.records == 1000
+                assert f.sha256 == hashlib.sha256(host.files[name]).hexdigest()
+                assert (s.data_dir / "20260901" / name).read_bytes() == host.files[name]
+            assert host.statuses("discogs_20260901_labels.xml.gz") == [429, 200]
+            assert host.statuses("discogs_20260901_releases.xml.gz") == [200, 206]
+            assert host.statuses("discogs_20260901_masters.xml.gz") == [200, 200]
+            assert not list((s.data_dir / "20260901").glob("*.part"))
+            assert not StateStore(s.data_dir, "20261001").path.exists()
+
+            # The next periodic check finds the now complete 20261001 and processes it; the
+            # completed 20260901 is neither downloaded nor published again.
+            host.add_version("20261001", partial)
+            second = StateStore(s.data_dir, "20261001")
+            for _ in range(600):
+                if second.path.exists() and second.load().completed:
+                    break
+                await asyncio.sleep(0.1)
+            assert second.load().completed
+        finally:
+            service.stop()
+            await asyncio.wait_for(task, 60)
+        assert host.statuses("discogs_20260901_artists.xml.gz") == [200]
+    versions: Counter[str] = Counter()
+    for m in await drain(channel, "graphinator.artists"):
+        body = orjson.loads(m.body)
+        if body["kind"] == "record":
+            versions[body["version"]] += 1
+    assert versions == {"20260901": 1000, "20261001": 1000}
