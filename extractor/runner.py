@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import multiprocessing
+import os
 import queue as queue_mod
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -129,7 +130,7 @@ class VersionRunner:
         out: Any = ctx.Queue(maxsize=_QUEUE_BATCHES)
         proc = ctx.Process(
             target=parse_worker,
-            args=(str(path), data_type, self.version, skip, out, self.batch_size),
+            args=(str(path), data_type, self.version, skip, out, self.batch_size, os.getpid()),
             name=f"parse-{data_type}",
             daemon=True,
         )

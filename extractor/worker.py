@@ -13,8 +13,10 @@ Queue items:
 
 from __future__ import annotations
 
+import ctypes
 import os
 import queue as queue_mod
+import signal
 from pathlib import Path
 from typing import Any
 
@@ -85,9 +87,24 @@ def produce(path: Path, data_type: str, version: str, skip: int, batch_size: int
     put(("done", ordinal, path.stat().st_size))
 
 
-def parse_worker(path: str, data_type: str, version: str, skip: int, queue: Any, batch_size: int) -> None:
-    """multiprocessing target. Exits by itself when its parent dies (e.g. SIGKILL)."""
-    parent = os.getppid()
+def _die_with_parent(parent: int) -> None:
+    """Ask Linux to SIGKILL this process when its parent dies (PR_SET_PDEATHSIG), so a killed
+    extractor never leaves a worker blocked on a queue nobody reads."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # 1 = PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+    if os.getppid() != parent:  # the parent died before prctl took effect
+        os._exit(0)
+
+
+def parse_worker(
+    path: str, data_type: str, version: str, skip: int, queue: Any, batch_size: int, parent: int = 0
+) -> None:
+    """multiprocessing target. Dies with its parent (e.g. SIGKILL of the extractor)."""
+    parent = parent or os.getppid()
+    _die_with_parent(parent)
 
     def put(item: Any) -> None:
         while True:
