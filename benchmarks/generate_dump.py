@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import gzip
 import json
+import os
 import random
 import time
 from pathlib import Path
@@ -264,7 +265,7 @@ class Gen:
 
 
 def write(path: Path, root: str, count: int, make: object, level: int) -> int:
-    tmp = path.with_name(path.name + ".tmp")
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
     with gzip.open(tmp, "wb", compresslevel=level) as fh:
         fh.write(f"<{root}>\n".encode())
         buf: list[str] = []
