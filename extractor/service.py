@@ -24,7 +24,7 @@ from extractor.download import DownloadError, download_file, fetch_checksums
 from extractor.fast_publisher import FastPublisher
 from extractor.http import RetryBudgetExceededError
 from extractor.progress import ExtractorMetrics, ProgressReporter
-from extractor.publisher import RecordPublisher
+from extractor.publisher import PublishError, RecordPublisher
 from extractor.runner import VersionRunner
 from extractor.settings import ExtractorSettings
 from extractor.state import StateStore
@@ -64,31 +64,44 @@ class ExtractorService:
         """Run until stopped (or one cycle with `once`); the process exit code."""
         await self.health.start()
         try:
-            await connect_with_retry(
-                "rabbitmq",
-                "AMQP_URL",
-                self.publisher.connect,
-                self.settings.connect_attempts,
-                self.settings.connect_backoff_max_s,
-            )
+            await self._connect()
             while True:
-                completed = await self.cycle()
+                try:
+                    completed = await self.cycle()
+                except (ConnectionError, OSError, PublishError) as exc:
+                    log.error("cycle_failed", error=str(exc))
+                    completed = False
                 if self.once:
                     return 0 if completed else 1
-                log.info("next_check", in_hours=self.settings.check_interval_hours)
+                wait_s = self.settings.check_interval_hours * 3600
+                if not completed:
+                    wait_s = min(wait_s, self.settings.retry_interval_minutes * 60)
+                log.info("next_check", in_seconds=round(wait_s), after_success=completed)
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._stop.wait(), self.settings.check_interval_hours * 3600)
+                    await asyncio.wait_for(self._stop.wait(), wait_s)
                 if self._stop.is_set():
                     return 0
                 # A fresh connection per cycle: nothing to keep alive across a day-long sleep.
                 await self.publisher.close()
-                await self.publisher.connect()
+                try:
+                    await self._connect()
+                except ServiceUnavailableError as exc:
+                    log.error("rabbitmq_unreachable", error=str(exc))  # the next cycle fails fast
         except ServiceUnavailableError as exc:
             log.error("extractor_cannot_start", error=str(exc))
             return 2
         finally:
             await self.publisher.close()
             await self.health.stop()
+
+    async def _connect(self) -> None:
+        await connect_with_retry(
+            "rabbitmq",
+            "AMQP_URL",
+            self.publisher.connect,
+            self.settings.connect_attempts,
+            self.settings.connect_backoff_max_s,
+        )
 
     def stop(self) -> None:
         self._stop.set()

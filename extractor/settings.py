@@ -15,6 +15,8 @@ class ExtractorSettings(BaseServiceSettings, AmqpSettings, ConnectRetrySettings)
     data_dir: Path = Field(Path(".local/data"), alias="DATA_DIR")
     source_dir: Path | None = Field(None, alias="EXTRACTOR_SOURCE_DIR")
     check_interval_hours: float = Field(24.0, alias="CHECK_INTERVAL_HOURS", gt=0)
+    # After a failed cycle (host down, broker lost, corrupt file) retry sooner than the interval.
+    retry_interval_minutes: float = Field(10.0, alias="RETRY_INTERVAL_MINUTES", gt=0)
     health_port: int = Field(8000, alias="HEALTH_PORT")
     amqp_publisher: Literal["fast", "aio-pika"] = Field("fast", alias="AMQP_PUBLISHER")
     publish_window: int = Field(2000, alias="PUBLISH_WINDOW", ge=1, le=100_000)
