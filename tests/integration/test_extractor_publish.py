@@ -16,6 +16,7 @@ from collections import Counter
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import aio_pika
 import httpx
@@ -24,6 +25,7 @@ import pytest
 
 from common.amqp import DATA_TYPES, DLQ_REASON_HEADER, declare_all_record_topology
 from common.messages import ExtractionComplete, FileComplete, RecordMessage, parse_pipeline_message
+from common.settings import AmqpSettings
 from extractor.normalize import record_sha256
 from extractor.service import ExtractorService
 from extractor.settings import ExtractorSettings
@@ -397,3 +399,48 @@ async def test_service_downloads_verifies_and_publishes_then_picks_up_a_new_vers
         if body["kind"] == "record":
             versions[body["version"]] += 1
     assert versions == {"20260901": 1000, "20261001": 1000}
+
+
+async def test_broker_connection_lost_mid_file_fails_it_and_the_rerun_loses_nothing(
+    channel: Any, tmp_path: Path
+) -> None:
+    n = 8_000
+    window = 500
+    src = tmp_path / "src"
+    src.mkdir()
+    write_releases(src / "discogs_20261201_releases.xml.gz", n)
+    s = settings(tmp_path, PUBLISH_WINDOW=window, AMQP_PUBLISHER="fast", PARSE_BATCH_SIZE=200)
+    store = StateStore(s.data_dir, "20261201")
+    service = ExtractorService(s, source_dir=src, once=True)
+    task = asyncio.create_task(service.run())
+    mgmt = AmqpSettings()
+    auth = (mgmt.rabbitmq_username, mgmt.rabbitmq_password.get_secret_value())
+    async with httpx.AsyncClient(base_url=mgmt.rabbitmq_management_url, auth=auth, timeout=10) as api:
+        closed = False
+        for _ in range(1200):
+            if store.path.exists() and store.load().files["releases"].confirmed >= 1000:
+                for conn in (await api.get("/api/connections")).json():
+                    if conn.get("client_properties", {}).get("product") == "discogsography-extractor":
+                        await api.delete(f"/api/connections/{quote(conn['name'], safe='')}")
+                        closed = True
+                if closed:
+                    break
+            assert not task.done()
+            await asyncio.sleep(0.05)
+        assert closed
+    assert await asyncio.wait_for(task, 60) == 1
+    failed = store.load().files["releases"]
+    assert failed.phase == "failed" and "publishing failed" in (failed.error or "")
+    assert failed.confirmed < n
+
+    assert (
+        await ExtractorService(settings(tmp_path, PUBLISH_WINDOW=window), source_dir=src, once=True).run()
+        == 0
+    )
+    ids: Counter[int] = Counter()
+    for m in await drain(channel, "graphinator.releases"):
+        body = orjson.loads(m.body)
+        if body["kind"] == "record":
+            ids[body["id"]] += 1
+    assert set(ids) == set(range(1, n + 1))
+    assert sum(ids.values()) - n <= window
