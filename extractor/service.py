@@ -186,6 +186,8 @@ class ExtractorService:
 
                 def progress(received: int, total: int | None, data_type: str = data_type) -> None:
                     p = self.reporter.files[data_type]
+                    if received > p.bytes_read:
+                        self.metrics.downloaded_bytes.inc(received - p.bytes_read)
                     p.bytes_read = received
                     p.bytes_total = total
 

@@ -379,6 +379,8 @@ async def test_service_downloads_verifies_and_publishes_then_picks_up_a_new_vers
             assert host.statuses("discogs_20260901_masters.xml.gz") == [200, 200]
             assert not list((s.data_dir / "20260901").glob("*.part"))
             assert not StateStore(s.data_dir, "20261001").path.exists()
+            downloaded = service.metrics.downloaded_bytes._value.get()
+            assert downloaded >= sum(len(b) for b in host_version("20260901").values())
 
             # The next periodic check finds the now complete 20261001 and processes it; the
             # completed 20260901 is neither downloaded nor published again.
