@@ -58,7 +58,13 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.redis = await create_redis(settings, attempts=attempts)
         try:
             app.state.neo4j = await create_neo4j_driver(
-                settings, attempts=attempts, max_connection_pool_size=100, connection_acquisition_timeout=10.0
+                settings,
+                attempts=attempts,
+                max_connection_pool_size=100,
+                connection_acquisition_timeout=10.0,
+                # Server notifications (e.g. "relationship type does not exist" on a partial
+                # graph) would be logged per query: CPU on the hot path and noise, never an error.
+                notifications_min_severity="OFF",
             )
             # Sync requests go to RabbitMQ; the api keeps serving when the broker is down.
             app.state.sync_publisher = SyncPublisher(settings)
