@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import Any, TypeVar, cast
 
 import orjson
 import redis.asyncio as aioredis
@@ -16,6 +17,11 @@ log = get_logger(__name__)
 
 T = TypeVar("T")
 CACHE_VERSION = "v1"
+
+# Misses being computed in this process, by key: concurrent requests for the same uncached key
+# (a popular genre right after its entry expired) share one database query instead of each
+# running it (single flight).
+_inflight: dict[str, asyncio.Future[Any]] = {}
 
 
 def cache_key(kind: str, *parts: object) -> str:
@@ -39,8 +45,31 @@ async def cached(
         CACHE_EVENTS.labels(kind, "hit").inc()
         value: T = orjson.loads(raw)
         return value
+    pending = _inflight.get(key)
+    if pending is not None:
+        CACHE_EVENTS.labels(kind, "shared").inc()
+        try:
+            return cast(T, await asyncio.shield(pending))
+        except asyncio.CancelledError:
+            if not pending.cancelled():
+                raise  # this request itself was cancelled
+            return await compute()  # the request computing it went away: compute it here
     CACHE_EVENTS.labels(kind, "miss").inc()
-    value = await compute()
+    future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+    _inflight[key] = future
+    try:
+        value = await compute()
+    except Exception as exc:
+        future.set_exception(exc)
+        future.exception()  # retrieved: no "never retrieved" warning when nobody shared it
+        raise
+    except BaseException:
+        future.cancel()
+        raise
+    else:
+        future.set_result(value)
+    finally:
+        del _inflight[key]
     try:
         await redis_client.set(key, orjson.dumps(value), ex=ttl_s)
     except Exception as exc:
