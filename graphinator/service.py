@@ -12,7 +12,7 @@ from neo4j.exceptions import DriverError, Neo4jError, ServiceUnavailable, Sessio
 from pydantic import Field
 
 from common.clients import create_amqp_connection, create_neo4j_driver
-from common.consumer import BatchConsumer, ConsumerSettings, wait_until_settled
+from common.consumer import BatchConsumer, ConsumerSettings, tune_gc_for_batches, wait_until_settled
 from common.health import HealthServer
 from common.logging import configure_logging, get_logger
 from common.messages import ExtractionComplete, FileComplete, RecordMessage
@@ -97,6 +97,7 @@ def build_consumer(driver: AsyncDriver, connection: Any, settings: GraphinatorSe
 async def run(settings: GraphinatorSettings | None = None) -> None:
     settings = settings or GraphinatorSettings()
     configure_logging("graphinator", settings.log_level, settings.log_format, settings.environment)
+    tune_gc_for_batches()
     driver = await create_neo4j_driver(settings, attempts=settings.connect_attempts)
     connection = await create_amqp_connection(settings, attempts=settings.connect_attempts)
     consumer = build_consumer(driver, connection, settings)

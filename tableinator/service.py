@@ -14,7 +14,7 @@ from psycopg_pool import AsyncConnectionPool
 from pydantic import Field
 
 from common.clients import create_amqp_connection, create_postgres_pool
-from common.consumer import BatchConsumer, ConsumerSettings, wait_until_settled
+from common.consumer import BatchConsumer, ConsumerSettings, tune_gc_for_batches, wait_until_settled
 from common.health import HealthServer
 from common.logging import configure_logging, get_logger
 from common.messages import ExtractionComplete, FileComplete, RecordMessage
@@ -92,6 +92,7 @@ def build_consumer(pool: Pool, connection: Any, settings: TableinatorSettings) -
 async def run(settings: TableinatorSettings | None = None) -> None:
     settings = settings or TableinatorSettings()
     configure_logging("tableinator", settings.log_level, settings.log_format, settings.environment)
+    tune_gc_for_batches()
     pool = await create_postgres_pool(settings, min_size=2, max_size=8, attempts=settings.connect_attempts)
     connection = await create_amqp_connection(settings, attempts=settings.connect_attempts)
     consumer = build_consumer(pool, connection, settings)
