@@ -4,6 +4,7 @@ engine) and publishes only the ports the design allows."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 
 from tests.conftest import REPO_ROOT
@@ -19,6 +20,7 @@ def compose_config() -> dict[str, object]:
         text=True,
         timeout=60,
         check=False,
+        env={**os.environ, "JWT_SECRET_KEY": "x" * 40, "ENCRYPTION_KEYS": "test-key"},
     )
     assert result.returncode == 0, result.stderr
     config: dict[str, object] = json.loads(result.stdout)
@@ -52,3 +54,17 @@ def test_official_images_are_used_for_the_stores() -> None:
     assert isinstance(services, dict)
     assert services["neo4j"]["image"] == "neo4j:5.26-community"
     assert services["rabbitmq"]["image"].endswith("-management")
+
+
+def test_compose_refuses_to_start_without_production_secrets() -> None:
+    env = {k: v for k, v in os.environ.items() if k not in {"JWT_SECRET_KEY", "ENCRYPTION_KEYS"}}
+    result = subprocess.run(
+        ["docker", "compose", "-f", str(REPO_ROOT / "docker-compose.yml"), "config", "--quiet"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env=env,
+    )
+    assert result.returncode != 0
+    assert "JWT_SECRET_KEY" in result.stderr or "ENCRYPTION_KEYS" in result.stderr
