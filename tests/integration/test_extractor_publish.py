@@ -26,6 +26,7 @@ import pytest
 from common.amqp import DATA_TYPES, DLQ_REASON_HEADER, declare_all_record_topology
 from common.messages import ExtractionComplete, FileComplete, RecordMessage, parse_pipeline_message
 from common.settings import AmqpSettings
+from extractor.fast_publisher import FastPublisher
 from extractor.normalize import record_sha256
 from extractor.service import ExtractorService
 from extractor.settings import ExtractorSettings
@@ -403,8 +404,9 @@ async def test_service_downloads_verifies_and_publishes_then_picks_up_a_new_vers
     assert versions == {"20260901": 1000, "20261001": 1000}
 
 
+@pytest.mark.parametrize("how", ["broker-closes", "socket-reset"])
 async def test_broker_connection_lost_mid_file_fails_it_and_the_rerun_loses_nothing(
-    channel: Any, tmp_path: Path
+    channel: Any, tmp_path: Path, how: str
 ) -> None:
     n = 8_000
     window = 500
@@ -414,22 +416,45 @@ async def test_broker_connection_lost_mid_file_fails_it_and_the_rerun_loses_noth
     s = settings(tmp_path, PUBLISH_WINDOW=window, AMQP_PUBLISHER="fast", PARSE_BATCH_SIZE=200)
     store = StateStore(s.data_dir, "20261201")
     service = ExtractorService(s, source_dir=src, once=True)
+    publisher = service.publisher
+    assert isinstance(publisher, FastPublisher)
+    # Pause publishing at record 3001 so the connection is lost at a known point.
+    reached, resume = asyncio.Event(), asyncio.Event()
+    original = publisher.publish
+
+    async def publish(body: bytes, routing_key: str, ordinal: int, **kw: Any) -> None:
+        if ordinal == 3001 and not resume.is_set():
+            reached.set()
+            await resume.wait()
+        await original(body, routing_key, ordinal, **kw)
+
+    publisher.publish = publish  # type: ignore[method-assign]
     task = asyncio.create_task(service.run())
-    mgmt = AmqpSettings()
-    auth = (mgmt.rabbitmq_username, mgmt.rabbitmq_password.get_secret_value())
-    async with httpx.AsyncClient(base_url=mgmt.rabbitmq_management_url, auth=auth, timeout=10) as api:
-        closed = False
-        for _ in range(1200):
-            if store.path.exists() and store.load().files["releases"].confirmed >= 1000:
-                for conn in (await api.get("/api/connections")).json():
-                    if conn.get("client_properties", {}).get("product") == "discogsography-extractor":
-                        await api.delete(f"/api/connections/{quote(conn['name'], safe='')}")
-                        closed = True
-                if closed:
+    await asyncio.wait_for(reached.wait(), 120)
+    if how == "socket-reset":
+        assert publisher._writer is not None
+        publisher._writer.transport.abort()
+    else:
+        mgmt = AmqpSettings()
+        auth = (mgmt.rabbitmq_username, mgmt.rabbitmq_password.get_secret_value())
+        async with httpx.AsyncClient(base_url=mgmt.rabbitmq_management_url, auth=auth, timeout=10) as api:
+            for _ in range(100):
+                mine = [
+                    c["name"]
+                    for c in (await api.get("/api/connections")).json()
+                    if c.get("client_properties", {}).get("product") == "discogsography-extractor"
+                ]
+                if mine:
                     break
-            assert not task.done()
-            await asyncio.sleep(0.05)
-        assert closed
+                await asyncio.sleep(0.1)
+            assert mine
+            for name in mine:
+                await api.delete(f"/api/connections/{quote(name, safe='')}")
+    for _ in range(100):
+        if publisher._failure is not None:
+            break
+        await asyncio.sleep(0.05)
+    resume.set()
     assert await asyncio.wait_for(task, 60) == 1
     failed = store.load().files["releases"]
     assert failed.phase == "failed" and "publishing failed" in (failed.error or "")
