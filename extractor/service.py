@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import shutil
 import signal
 from pathlib import Path
 
@@ -214,7 +215,10 @@ class ExtractorService:
                 store.save(state)
                 self.reporter.set_phase(data_type, "downloaded")
                 paths[data_type] = dest
-        return await self._run_version(version, paths, source=s.discogs_data_url)
+        completed = await self._run_version(version, paths, source=s.discogs_data_url)
+        if completed:
+            await asyncio.to_thread(prune_older_dumps, s.data_dir, version)
+        return completed
 
     async def _run_version(self, version: str, files: dict[str, Path], source: str) -> bool:
         store = StateStore(self.settings.data_dir, version)
@@ -228,6 +232,14 @@ class ExtractorService:
         if runner.state.source is None:
             runner.state.source = source
         return await runner.run(files)
+
+
+def prune_older_dumps(data_dir: Path, version: str) -> None:
+    """Delete the downloaded files of versions older than `version` (their markers stay)."""
+    for entry in data_dir.iterdir():
+        if entry.is_dir() and len(entry.name) == 8 and entry.name.isdigit() and entry.name < version:
+            shutil.rmtree(entry, ignore_errors=True)
+            log.info("old_dump_pruned", version=entry.name)
 
 
 async def serve(settings: ExtractorSettings, *, source_dir: Path | None, once: bool) -> int:

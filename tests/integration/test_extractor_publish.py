@@ -388,10 +388,16 @@ async def test_service_downloads_verifies_and_publishes_then_picks_up_a_new_vers
             host.add_version("20261001", partial)
             second = StateStore(s.data_dir, "20261001")
             for _ in range(600):
-                if second.path.exists() and second.load().completed:
+                if (
+                    second.path.exists()
+                    and second.load().completed
+                    and not (s.data_dir / "20260901").exists()
+                ):
                     break
                 await asyncio.sleep(0.1)
             assert second.load().completed
+            assert not (s.data_dir / "20260901").exists()  # the older download is pruned
+            assert first.load().completed  # its marker stays: never processed again
         finally:
             service.stop()
             await asyncio.wait_for(task, 60)
