@@ -37,6 +37,8 @@ pytestmark = pytest.mark.integration
 Pool = AsyncConnectionPool[AsyncConnection[dict[str, Any]]]
 V2020 = "20200806"
 V2026 = "20260201"
+GENERATED_VERSION = "20250101"
+GENERATED_RELEASES = 5000
 
 
 def expected_ids(path: Path, data_type: str) -> set[int]:
@@ -107,14 +109,16 @@ class Service:
 
 
 async def run_extractor(source: Path, data_dir: Path, kill_when: Any = None) -> int:
-    env = {**os.environ, "LOG_FORMAT": "json", "LOG_LEVEL": "WARNING", "HEALTH_PORT": str(free_port())}
+    """Run `python -m extractor --once`; with `kill_when(health_url)`, SIGKILL it once that says so."""
+    port = free_port()
+    env = {**os.environ, "LOG_FORMAT": "json", "LOG_LEVEL": "WARNING", "HEALTH_PORT": str(port)}
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "extractor", "--source", str(source), "--once", "--data-dir", str(data_dir),
         cwd=REPO_ROOT, env=env, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
         start_new_session=True,
     )  # fmt: skip
     if kill_when is not None:
-        while proc.returncode is None and not await kill_when():  # noqa: ASYNC110
+        while proc.returncode is None and not await kill_when(f"http://127.0.0.1:{port}/health"):  # noqa: ASYNC110
             await asyncio.sleep(0.005)
         if proc.returncode is None:
             # A crash of the whole extractor: the main process and its parse worker, at once.
@@ -258,30 +262,42 @@ async def test_extractor_killed_mid_file_and_restarted_equals_an_uninterrupted_r
     services: dict[str, Service], amqp_connection: Any, clean_neo4j: AsyncDriver, clean_postgres: Pool,
     tmp_path: Path,
 ) -> None:  # fmt: skip
-    old, _ = layout_dirs(tmp_path)
-    await run_extractor(old, tmp_path / "state-a")
-    await settle(amqp_connection, services, dict.fromkeys(DATA_TYPES, V2020))
+    # A generated dump big enough that the kill reliably lands inside the releases file, however
+    # fast the extractor publishes (the samples' 1,000 releases take a few tens of milliseconds).
+    source = tmp_path / "dump"
+    generator = REPO_ROOT / "benchmarks" / "generate_dump.py"
+    args = ["--releases", str(GENERATED_RELEASES), "--version", GENERATED_VERSION, "--out", str(source)]
+    await asyncio.to_thread(
+        subprocess.run, [sys.executable, str(generator), *args], check=True, capture_output=True, timeout=120
+    )
+    versions = dict.fromkeys(DATA_TYPES, GENERATED_VERSION)
+    await run_extractor(source, tmp_path / "state-a")
+    await settle(amqp_connection, services, versions)
     uninterrupted = await pipeline_state(clean_neo4j, clean_postgres)
+    assert len(uninterrupted[1]["releases"]) == GENERATED_RELEASES
 
-    await clean_neo4j.execute_query("MATCH (n) DETACH DELETE n")
+    async with clean_neo4j.session() as session:
+        wipe = "MATCH (n) CALL (n) { DETACH DELETE n } IN TRANSACTIONS OF 10000 ROWS"
+        await (await session.run(wipe)).consume()
     async with clean_postgres.connection() as conn:
         await conn.execute("TRUNCATE artists, labels, masters, releases")
 
-    async def releases_seen() -> int:
-        return int((await services["tableinator"].status())["message_counts"]["releases"])
+    published_at_kill = 0
 
-    before = await releases_seen()
+    async def mid_releases(health_url: str) -> bool:
+        """True once the extractor reports some, but not all, releases published."""
+        nonlocal published_at_kill
+        try:
+            async with aiohttp.ClientSession() as session, session.get(health_url) as response:
+                body = await response.json()
+        except aiohttp.ClientError:
+            return False  # not listening yet
+        releases = body.get("files", {}).get("releases") or {}
+        published_at_kill = int(releases.get("records") or 0)
+        return 0 < published_at_kill < GENERATED_RELEASES
 
-    async def releases_started() -> bool:
-        # The releases file is the last one; kill as soon as its records start arriving.
-        return await releases_seen() > before
-
-    await run_extractor(old, tmp_path / "state-b", kill_when=releases_started)
-    await asyncio.sleep(2)
-    partial = await releases_seen() - before
-    assert 0 < partial < len(uninterrupted[1]["releases"]), (
-        f"the kill should land mid-file ({partial} releases)"
-    )
-    await run_extractor(old, tmp_path / "state-b")
-    await settle(amqp_connection, services, dict.fromkeys(DATA_TYPES, V2020), times=2)
+    await run_extractor(source, tmp_path / "state-b", kill_when=mid_releases)
+    assert 0 < published_at_kill < GENERATED_RELEASES, f"the kill should land mid-file ({published_at_kill})"
+    await run_extractor(source, tmp_path / "state-b")
+    await settle(amqp_connection, services, versions, times=2)
     assert await pipeline_state(clean_neo4j, clean_postgres) == uninterrupted
