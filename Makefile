@@ -61,8 +61,10 @@ pytest: schema
 
 test: install infra-up schema lint typecheck pytest ## ruff, mypy and the whole pytest suite against real services
 
-bench: schema ## throughput and latency benchmarks (one JSON line each)
-	@for b in benchmarks/bench_*.py; do $(PY) $$b || exit 1; done
+bench: install ## benchmarks on an isolated local stack (ports +90), one JSON line each; your data is untouched
+	@set -e; eval "$$(scripts/stack-env.sh 90)"; scripts/infra.sh up >/dev/null; $(PY) -m schema_init >/dev/null 2>&1; \
+	  status=0; for b in benchmarks/bench_*.py; do $(PY) $$b || status=1; done; \
+	  [ -n "$$BENCH_KEEP_STACK" ] || scripts/infra.sh down >/dev/null; exit $$status
 
 clean: stop infra-down ## stop everything and delete local data
 	rm -rf .local

@@ -1,0 +1,134 @@
+"""The whole pipeline's wall time: a generated dump -> `python -m extractor --once` -> RabbitMQ ->
+`python -m graphinator` and `python -m tableinator`, until both have committed every record of the
+version into Neo4j and PostgreSQL (each service has run its `extraction_complete` hook for all
+four types).
+
+    python benchmarks/bench_pipeline.py [--releases N]      (or BENCH_PIPELINE_RELEASES)
+
+It writes a whole dump version into the current stack's stores, so `make bench` runs it on an
+isolated stack (scripts/stack-env.sh 90), never on your data. Prints ONE JSON line: records per
+type, wall seconds, releases/s and records/s into both stores, and each process's peak RSS.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from benchmarks.generate_dump import DEFAULT_OUT, generate  # noqa: E402
+from common.amqp import DATA_TYPES  # noqa: E402
+from tests.conftest import free_port  # noqa: E402
+
+
+def peak_rss_mb(pid: int) -> float | None:
+    """VmHWM of a live process (Linux), in MiB."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        return None
+    return None
+
+
+def health(port: int) -> dict[str, Any] | None:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as response:
+            body: dict[str, Any] = json.loads(response.read())
+            return body
+    except OSError:
+        return None
+
+
+def start(module: str, port: int, extra: list[str] | None = None) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "HEALTH_PORT": str(port), "LOG_LEVEL": "WARNING", "LOG_FORMAT": "json"}
+    return subprocess.Popen(
+        [sys.executable, "-m", module, *(extra or [])], cwd=ROOT, env=env,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+
+
+def hooks_done(port: int, version: str) -> bool:
+    body = health(port)
+    if not body:
+        return False
+    done = body.get("completed_versions", {})
+    return all(f"extraction_complete:{version}" in done.get(t, []) for t in DATA_TYPES)
+
+
+def run(releases: int, out: Path) -> dict[str, Any]:
+    paths = generate(releases, out)
+    version = paths["releases"].name.split("_")[1]
+    counts = json.loads((out / f"discogs_{version}.manifest.json").read_text())["counts"]
+    ports = {"graphinator": free_port(), "tableinator": free_port()}
+    consumers = {name: start(name, port) for name, port in ports.items()}
+    try:
+        deadline = time.monotonic() + 60
+        while not all(health(p) for p in ports.values()):
+            if time.monotonic() > deadline:
+                raise RuntimeError("consumers did not start; see their logs with LOG_LEVEL=INFO")
+            time.sleep(0.2)
+        with tempfile.TemporaryDirectory(prefix="bench-pipeline-") as tmp:
+            src = Path(tmp) / "src"
+            src.mkdir()
+            for path in paths.values():
+                (src / path.name).symlink_to(path)
+            extractor_port = free_port()
+            started = time.monotonic()
+            extractor = start(
+                "extractor", extractor_port, ["--source", str(src), "--once", "--data-dir", tmp]
+            )
+            extractor_rss = None
+            while extractor.poll() is None:
+                extractor_rss = peak_rss_mb(extractor.pid) or extractor_rss
+                time.sleep(0.2)
+            if extractor.returncode != 0:
+                raise RuntimeError(f"extractor exited with {extractor.returncode}")
+            extracted_s = time.monotonic() - started
+            while not all(hooks_done(p, version) for p in ports.values()):
+                time.sleep(0.2)
+            wall = time.monotonic() - started
+        total = sum(int(v) for v in counts.values())
+        return {
+            "benchmark": "pipeline",
+            "releases": releases,
+            "records": total,
+            "extractor_s": round(extracted_s, 2),
+            "wall_s": round(wall, 2),
+            "releases_per_s": round(releases / wall, 1),
+            "records_per_s": round(total / wall, 1),
+            "peak_rss_mb": {
+                "extractor_main": extractor_rss,
+                **{name: peak_rss_mb(proc.pid) for name, proc in consumers.items()},
+            },
+        }
+    finally:
+        for proc in consumers.values():
+            proc.terminate()
+        for proc in consumers.values():
+            proc.wait(timeout=60)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument(
+        "--releases", type=int, default=int(os.environ.get("BENCH_PIPELINE_RELEASES", "20000"))
+    )
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    args = parser.parse_args()
+    print(json.dumps(run(args.releases, args.out / f"pipeline-{args.releases}")))
+
+
+if __name__ == "__main__":
+    main()
