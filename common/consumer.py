@@ -24,7 +24,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import gc
+import os
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
@@ -33,19 +35,29 @@ from datetime import UTC, datetime
 from typing import Any, Final
 
 import aio_pika
-from aio_pika.abc import (
-    AbstractChannel,
-    AbstractIncomingMessage,
-    AbstractQueue,
-    AbstractRobustConnection,
-)
+import orjson
+from aio_pika.abc import AbstractChannel, AbstractRobustConnection
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from common.amqp import DATA_TYPES, DLQ_REASON_HEADER, RecordConsumer, declare_record_queues, dlq_name
+from common.amqp import (
+    DATA_TYPES,
+    DLQ_REASON_HEADER,
+    RecordConsumer,
+    declare_record_queues,
+    dlq_name,
+    record_queue_name,
+)
+from common.lean_amqp import Delivery, LeanConsumer
 from common.logging import get_logger
-from common.messages import ExtractionComplete, FileComplete, RecordMessage, parse_pipeline_message
+from common.messages import (
+    ExtractionComplete,
+    FileComplete,
+    PipelineMessage,
+    RecordMessage,
+    parse_pipeline_message,
+)
 from common.retry import backoff_delay
 from common.writes import WriteResult
 
@@ -153,6 +165,18 @@ class _Metrics:
         self.up = Gauge(prefix + "consuming", "1 while consuming", registry=registry)
 
 
+@dataclass(eq=False)
+class _Lane:
+    """One data type: its own connection, the deliveries not yet taken, the batch committing."""
+
+    source: LeanConsumer = field(init=False)
+    buffer: deque[Delivery] = field(default_factory=deque)
+    wake: asyncio.Event = field(default_factory=asyncio.Event)  # the buffer is no longer empty
+    full: asyncio.Event = field(default_factory=asyncio.Event)  # the buffer holds a whole batch
+    first_at: float = 0.0  # time.monotonic() when the oldest buffered delivery arrived
+    inflight: asyncio.Task[list[tuple[Delivery, RecordMessage]]] | None = None
+
+
 class _AbortedError(Exception):
     """A batch was abandoned because the consumer is stopping (it stays unacked)."""
 
@@ -185,9 +209,9 @@ class BatchConsumer:
         self.state = "starting"
         self._stopping = asyncio.Event()
         self._stopped = asyncio.Event()
-        self._inboxes: dict[str, asyncio.Queue[Any]] = {}
-        self._channels: list[AbstractChannel] = []
-        self._queues: dict[str, tuple[AbstractQueue, str]] = {}
+        self._draining = asyncio.Event()
+        self._lanes: dict[str, _Lane] = {}
+        self._reconnects: set[asyncio.Task[None]] = set()
         self._publish_channel: AbstractChannel | None = None
         self._workers: list[asyncio.Task[None]] = []
         self._started_at = time.time()
@@ -197,20 +221,22 @@ class BatchConsumer:
     async def start(self) -> None:
         """Declare the topology and start consuming every configured type."""
         self._publish_channel = await self.connection.channel(publisher_confirms=True)
+        if not isinstance(self.connection, aio_pika.Connection):
+            raise TypeError("BatchConsumer needs an aio-pika connection (its URL is reused)")
+        url = str(self.connection.url)
         for data_type in self.data_types:
-            channel = await self.connection.channel()
-            await channel.set_qos(prefetch_count=self.settings.effective_prefetch)
-            self._channels.append(channel)
-            # Declared on the consuming channel itself, so a robust reconnect re-declares it identically.
-            queue = (await declare_record_queues(channel, self.name, (data_type,)))[data_type]
-            inbox: asyncio.Queue[Any] = asyncio.Queue()
-            self._inboxes[data_type] = inbox
-
-            async def deliver(message: AbstractIncomingMessage, box: asyncio.Queue[Any] = inbox) -> None:
-                box.put_nowait(message)
-
-            tag = await queue.consume(deliver)
-            self._queues[data_type] = (queue, tag)
+            await self._declare(data_type)
+            lane = _Lane()
+            lane.source = LeanConsumer(
+                url,
+                record_queue_name(self.name, data_type),
+                self.settings.effective_prefetch,
+                on_delivery=functools.partial(self._on_delivery, lane, self.stats[data_type]),
+                on_lost=functools.partial(self._on_lost, data_type),
+                consumer_tag=f"{self.name}.{data_type}-{os.getpid()}-{id(self):x}",
+            )
+            self._lanes[data_type] = lane
+            await lane.source.start()
             self._workers.append(asyncio.create_task(self._work(data_type), name=f"{self.name}-{data_type}"))
         self.state = "consuming"
         self.metrics.up.set(1)
@@ -222,22 +248,35 @@ class BatchConsumer:
             prefetch=self.settings.effective_prefetch,
         )
 
+    async def _declare(self, data_type: str) -> None:
+        channel = await self.connection.channel()
+        try:
+            await declare_record_queues(channel, self.name, (data_type,))
+        finally:
+            with contextlib.suppress(Exception):
+                await channel.close()
+
     async def stop(self) -> None:
-        """Stop taking deliveries, flush and ack what was received, close the channels."""
+        """Stop taking deliveries, flush and ack what was received, close the connections."""
         if self._stopping.is_set():
             return
         self.state = "stopping"
         self._stopping.set()
-        for queue, tag in self._queues.values():
-            with contextlib.suppress(Exception):
-                await queue.cancel(tag)
-        for inbox in self._inboxes.values():
-            inbox.put_nowait(_STOP)
+        for lane in self._lanes.values():
+            lane.wake.set()
+            lane.full.set()
+        await asyncio.gather(*(lane.source.cancel() for lane in self._lanes.values()), return_exceptions=True)
+        self._draining.set()
+        for lane in self._lanes.values():
+            lane.wake.set()
         await asyncio.gather(*self._workers, return_exceptions=True)
-        for channel in [*self._channels, self._publish_channel]:
-            if channel is not None:
-                with contextlib.suppress(Exception):
-                    await channel.close()
+        for task in list(self._reconnects):
+            task.cancel()
+        await asyncio.gather(*self._reconnects, return_exceptions=True)
+        await asyncio.gather(*(lane.source.close() for lane in self._lanes.values()), return_exceptions=True)
+        if self._publish_channel is not None:
+            with contextlib.suppress(Exception):
+                await self._publish_channel.close()
         self.state = "stopped"
         self._stopped.set()
         self.metrics.up.set(0)
@@ -255,6 +294,60 @@ class BatchConsumer:
     @property
     def stopping(self) -> bool:
         return self._stopping.is_set()
+
+    # ---- deliveries (called synchronously from the socket reader) -------------------------------
+
+    def _on_delivery(self, lane: _Lane, stats: TypeStats, delivery: Delivery) -> None:
+        buffer = lane.buffer
+        buffer.append(delivery)
+        stats.received += 1
+        stats.last_message_at = now = time.time()
+        if stats.first_message_at is None:
+            stats.first_message_at = now
+        size = len(buffer)
+        if size == 1:
+            lane.first_at = time.monotonic()
+            lane.wake.set()
+        if size >= self.settings.batch_size:
+            lane.full.set()
+
+    def _on_lost(self, data_type: str, exc: BaseException) -> None:
+        """The connection of `data_type` died: what it delivered is redelivered by the broker."""
+        lane = self._lanes[data_type]
+        lane.buffer.clear()
+        lane.wake.set()
+        if self._stopping.is_set():
+            return
+        task = asyncio.get_running_loop().create_task(self._reconnect(data_type, exc))
+        self._reconnects.add(task)
+        task.add_done_callback(self._reconnects.discard)
+
+    async def _reconnect(self, data_type: str, exc: BaseException) -> None:
+        lane = self._lanes[data_type]
+        attempt = 0
+        while not self._stopping.is_set():
+            attempt += 1
+            delay = backoff_delay(attempt, base=0.5, cap=self.settings.retry_backoff_max)
+            log.warning(
+                "consumer_reconnecting",
+                consumer=self.name,
+                data_type=data_type,
+                attempt=attempt,
+                delay_s=round(delay, 2),
+                error=f"{type(exc).__name__}: {exc}",
+            )
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), delay)
+            if self._stopping.is_set():
+                return
+            try:
+                await self._declare(data_type)
+                await lane.source.start()
+            except Exception as error:
+                exc = error
+                continue
+            log.info("consumer_reconnected", consumer=self.name, data_type=data_type, attempt=attempt)
+            return
 
     # ---- health ------------------------------------------------------------------------------
 
@@ -294,55 +387,89 @@ class BatchConsumer:
     # ---- the per-type worker -----------------------------------------------------------------
 
     async def _work(self, data_type: str) -> None:
-        inbox = self._inboxes[data_type]
+        lane = self._lanes[data_type]
         stats = self.stats[data_type]
-        loop = asyncio.get_running_loop()
-        pending: list[tuple[AbstractIncomingMessage, RecordMessage]] = []
-        deadline = 0.0
+        batch_size = self.settings.batch_size
+        latency = self.settings.batch_max_latency
         received = self.metrics.received.labels(data_type)
         last_message = self.metrics.last_message.labels(data_type)
-        while True:
+        buffer = lane.buffer
+        try:
+            while True:
+                if not buffer:
+                    if self._draining.is_set():
+                        break
+                    lane.wake.clear()
+                    await lane.wake.wait()
+                    continue
+                # A full batch, or whatever arrived once the oldest waited `latency` (one timer per
+                # batch, none per message); on stop, whatever is there.
+                while len(buffer) < batch_size and not self._stopping.is_set():
+                    left = lane.first_at + latency - time.monotonic()
+                    if left <= 0:
+                        break
+                    lane.full.clear()
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(lane.full.wait(), left)
+                if not buffer:
+                    continue
+                take = min(batch_size, len(buffer))
+                batch = [buffer.popleft() for _ in range(take)]
+                if buffer:
+                    lane.first_at = time.monotonic()
+                received.inc(take)
+                last_message.set(stats.last_message_at or time.time())
+                if not await self._process(data_type, lane, batch):
+                    break  # stopping while a batch was still failing: the rest is redelivered
+        finally:
+            await self._settle_inflight(data_type, lane)
+
+    async def _process(self, data_type: str, lane: _Lane, batch: list[Delivery]) -> bool:
+        """Decode a batch taken from the buffer; records are flushed (overlapping with the next
+        batch), control messages flush everything before them first. False = stop this worker."""
+        records: list[tuple[Delivery, RecordMessage]] = []
+        generation = lane.source.generation
+        for delivery in batch:
+            if delivery.generation != generation:
+                continue  # its connection is gone: the broker redelivers it
             try:
-                if not inbox.empty():  # the common case under load: no task, no timer per message
-                    item = inbox.get_nowait()
-                elif pending:
-                    item = await asyncio.wait_for(inbox.get(), max(0.0, deadline - loop.time()))
-                else:
-                    item = await inbox.get()
-            except TimeoutError:
-                pending = await self._flush_safely(data_type, pending)
-                continue
-            if item is _STOP:
-                await self._flush_safely(data_type, pending)
-                return
-            incoming: AbstractIncomingMessage = item
-            stats.received += 1
-            stats.last_message_at = time.time()
-            if stats.first_message_at is None:
-                stats.first_message_at = stats.last_message_at
-            received.inc()
-            last_message.set(stats.last_message_at)
-            try:
-                message = parse_pipeline_message(incoming.body)
+                message = decode_message(delivery.body)
             except ValueError as exc:
-                await self._dead_letter(data_type, incoming, f"invalid message: {exc}")
+                await self._dead_letter(data_type, delivery, f"invalid message: {exc}")
                 continue
             if isinstance(message, RecordMessage):
-                if not pending:
-                    deadline = loop.time() + self.settings.batch_max_latency
-                pending.append((incoming, message))
-                if len(pending) >= self.settings.batch_size or loop.time() >= deadline:
-                    pending = await self._flush_safely(data_type, pending)
+                records.append((delivery, message))
                 continue
             # A control message: everything before it is settled first.
-            pending = await self._flush_safely(data_type, pending)
-            if pending:  # stopping while a flush failed: leave the rest for redelivery
-                return
-            await self._control(data_type, incoming, message)
+            if not await self._settle_inflight(data_type, lane):
+                return False
+            if records and await self._flush_safely(data_type, records):
+                return False
+            records = []
+            await self._control(data_type, delivery, message)
+        if not records:
+            return True
+        # At most one batch commits while the next is received and decoded; acks stay in order.
+        if not await self._settle_inflight(data_type, lane):
+            return False
+        lane.inflight = asyncio.create_task(self._flush_safely(data_type, records))
+        return True
+
+    async def _settle_inflight(self, data_type: str, lane: _Lane) -> bool:
+        """Wait for the batch being committed; False if it was abandoned (stopping)."""
+        task, lane.inflight = lane.inflight, None
+        if task is None:
+            return True
+        try:
+            left = await task
+        except Exception:  # never expected: _flush_safely handles store errors
+            log.exception("batch_flush_crashed", consumer=self.name, data_type=data_type)
+            return False
+        return not left
 
     async def _flush_safely(
-        self, data_type: str, pending: list[tuple[AbstractIncomingMessage, RecordMessage]]
-    ) -> list[tuple[AbstractIncomingMessage, RecordMessage]]:
+        self, data_type: str, pending: list[tuple[Delivery, RecordMessage]]
+    ) -> list[tuple[Delivery, RecordMessage]]:
         """Flush; return what is still pending (empty, unless the batch was abandoned on stop)."""
         if not pending:
             return pending
@@ -353,19 +480,18 @@ class BatchConsumer:
             return pending
         return []
 
-    async def _flush(
-        self, data_type: str, pending: list[tuple[AbstractIncomingMessage, RecordMessage]]
-    ) -> None:
+    async def _flush(self, data_type: str, pending: list[tuple[Delivery, RecordMessage]]) -> None:
         started = time.perf_counter()
         stats = self.stats[data_type]
         result = await self._resolve(data_type, [m for _, m in pending])
-        by_identity = {id(m): incoming for incoming, m in pending}
-        for message, reason in result.rejected:
-            incoming = by_identity.get(id(message))
-            if incoming is not None:
-                await self._dead_letter(data_type, incoming, reason)
-        # Every earlier delivery on this channel is settled: one ack covers the batch.
-        await self._ack(pending[-1][0], multiple=True)
+        if result.rejected:
+            by_identity = {id(m): delivery for delivery, m in pending}
+            for message, reason in result.rejected:
+                delivery = by_identity.get(id(message))
+                if delivery is not None:
+                    await self._dead_letter(data_type, delivery, reason)
+        # Every earlier delivery on this connection is settled: one ack covers the batch.
+        self._ack(data_type, pending[-1][0], multiple=True)
         stats.written += result.written
         stats.unchanged += result.unchanged
         stats.stale += result.stale
@@ -455,7 +581,7 @@ class BatchConsumer:
             raise _AbortedError from exc
 
     async def _control(
-        self, data_type: str, incoming: AbstractIncomingMessage, message: FileComplete | ExtractionComplete
+        self, data_type: str, incoming: Delivery, message: FileComplete | ExtractionComplete
     ) -> None:
         hook: Callable[[Any], Awaitable[None]] | None = (
             self._on_file_complete if isinstance(message, FileComplete) else self._on_extraction_complete
@@ -484,31 +610,29 @@ class BatchConsumer:
         if isinstance(message, ExtractionComplete | FileComplete):
             self.stats[data_type].completed_versions.append(f"{message.kind}:{message.version}")
             del self.stats[data_type].completed_versions[:-8]
-        await self._ack(incoming)
+        self._ack(data_type, incoming)
 
     # ---- broker side -------------------------------------------------------------------------
 
-    async def _ack(self, incoming: AbstractIncomingMessage, multiple: bool = False) -> None:
-        try:
-            await incoming.ack(multiple=multiple)
-        except Exception as exc:  # the channel died: the broker redelivers, and writes are idempotent
-            log.warning(
-                "ack_failed_redelivery_expected", consumer=self.name, error=f"{type(exc).__name__}: {exc}"
-            )
+    def _ack(self, data_type: str, delivery: Delivery, multiple: bool = False) -> None:
+        if not self._lanes[data_type].source.ack(delivery.tag, delivery.generation, multiple):
+            # The connection died since: the broker redelivers, and writes are idempotent.
+            log.warning("ack_skipped_redelivery_expected", consumer=self.name, data_type=data_type)
 
-    async def _dead_letter(self, data_type: str, incoming: AbstractIncomingMessage, reason: str) -> None:
+    async def _dead_letter(self, data_type: str, incoming: Delivery, reason: str) -> None:
         """Republish to `<queue>.dlq` with the reason (confirmed), then ack the original."""
         queue = f"{self.name}.{data_type}"
-        headers: dict[str, Any] = dict(incoming.headers or {})
+        props = incoming.properties()
+        headers: dict[str, Any] = dict(props.headers or {})
         headers[DLQ_REASON_HEADER] = reason[:2000]
         headers[CONSUMER_HEADER] = self.name
         headers[ROUTING_KEY_HEADER] = incoming.routing_key or data_type
         dead = aio_pika.Message(
             body=incoming.body,
             headers=headers,
-            content_type=incoming.content_type or "application/json",
+            content_type=props.content_type or "application/json",
             delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-            message_id=incoming.message_id,
+            message_id=props.message_id,
             timestamp=datetime.now(UTC),
         )
         attempt = 0
@@ -527,7 +651,37 @@ class BatchConsumer:
         self.stats[data_type].dead_lettered += 1
         self.metrics.dlq.labels(data_type).inc()
         log.warning("message_dead_lettered", consumer=self.name, data_type=data_type, reason=reason[:500])
-        await self._ack(incoming)
+        self._ack(data_type, incoming)
+
+
+_RECORD_KEYS: Final = frozenset(("schema_version", "kind", "type", "id", "sha256", "version", "record"))
+
+
+def decode_message(body: bytes) -> PipelineMessage:
+    """`parse_pipeline_message` with a cheap path for record messages (the hot path).
+
+    The record shape is checked by hand (the same rules as the pydantic model: exact keys, an
+    int id, a 64-character sha256, a dict record) and the model is built without re-validation;
+    anything else goes through the full pydantic validation (raising ValueError with its reason).
+    """
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise ValueError(f"body is not valid JSON: {exc}") from exc
+    if (
+        type(data) is dict
+        and data.get("kind") == "record"
+        and data.keys() == _RECORD_KEYS
+        and type(data["id"]) is int
+        and type(data["type"]) is str
+        and type(data["version"]) is str
+        and type(data["sha256"]) is str
+        and len(data["sha256"]) == 64
+        and type(data["record"]) is dict
+        and type(data["schema_version"]) is int
+    ):
+        return RecordMessage.model_construct(**data)
+    return parse_pipeline_message(body)
 
 
 def tune_gc_for_batches() -> None:
