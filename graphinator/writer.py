@@ -168,10 +168,12 @@ def _tracks(tracks: list[Any]) -> Iterable[dict[str, Any]]:
 
 def _map_artist(rec: RecordMessage, rows: _Rows) -> dict[str, Any]:
     r = rec.record
+    aliases: set[int] = set()
     for alias in _list(r, "aliases"):
         item = _obj(alias, "aliases")
         dst = _ref_id(item, "aliases")
-        if dst is not None and dst != rec.id:
+        if dst is not None and dst != rec.id and dst not in aliases:
+            aliases.add(dst)
             rows.add("ALIAS_OF", {"src": rec.id, "dst": dst, "name": item.get("name")})
     for group in _list(r, "groups"):
         item = _obj(group, "groups")
@@ -262,50 +264,138 @@ _MAPPERS: Final[dict[str, Callable[[RecordMessage, _Rows], dict[str, Any]]]] = {
     "releases": _map_release,
 }
 
-# Relationship statements; each UNWINDs rows {src, dst, name, ...} sorted by dst (stable lock order).
-# Targets are MERGEd as stubs carrying the referencing name; owned edges can be CREATEd because
-# the record's previous ones were deleted in the same transaction.
-_STUB_NAME = "ON CREATE SET t.name = r.name"
-_REL_CYPHER: Final[dict[str, dict[str, str]]] = {
-    "artists": {
-        "ALIAS_OF": f"""UNWIND $rows AS r MATCH (s:Artist {{id: r.src}}) MERGE (t:Artist {{id: r.dst}})
-            {_STUB_NAME} CREATE (s)-[:ALIAS_OF]->(t)""",
-        "MEMBER_OF_GROUP": f"""UNWIND $rows AS r MATCH (s:Artist {{id: r.src}}) MERGE (t:Artist {{id: r.dst}})
-            {_STUB_NAME} MERGE (s)-[m:MEMBER_OF]->(t) SET m.via_member = true""",
-        "MEMBER_OF_MEMBER": f"""UNWIND $rows AS r MATCH (s:Artist {{id: r.src}})
-            MERGE (t:Artist {{id: r.dst}}) {_STUB_NAME}
-            MERGE (t)-[m:MEMBER_OF]->(s) SET m.via_group = true""",
-    },
-    "labels": {
-        "SUBLABEL_OF_PARENT": f"""UNWIND $rows AS r MATCH (s:Label {{id: r.src}})
-            MERGE (t:Label {{id: r.dst}}) {_STUB_NAME}
-            MERGE (s)-[m:SUBLABEL_OF]->(t) SET m.via_child = true""",
-        "SUBLABEL_OF_SUB": f"""UNWIND $rows AS r MATCH (s:Label {{id: r.src}}) MERGE (t:Label {{id: r.dst}})
-            {_STUB_NAME} MERGE (t)-[m:SUBLABEL_OF]->(s) SET m.via_parent = true""",
-    },
-    "masters": {
-        "BY": f"""UNWIND $rows AS r MATCH (s:Master {{id: r.src}}) MERGE (t:Artist {{id: r.dst}})
-            {_STUB_NAME} CREATE (s)-[:BY {{anv: r.anv, join: r.join}}]->(t)""",
-        "IS_GENRE": """UNWIND $rows AS r MATCH (s:Master {id: r.src}) MERGE (t:Genre {name: r.name})
-            CREATE (s)-[:IS]->(t)""",
-        "IS_STYLE": """UNWIND $rows AS r MATCH (s:Master {id: r.src}) MERGE (t:Style {name: r.name})
-            CREATE (s)-[:IS]->(t)""",
-    },
-    "releases": {
-        "BY": f"""UNWIND $rows AS r MATCH (s:Release {{id: r.src}}) MERGE (t:Artist {{id: r.dst}})
-            {_STUB_NAME} CREATE (s)-[:BY {{anv: r.anv, join: r.join}}]->(t)""",
-        "CREDITED": f"""UNWIND $rows AS r MATCH (s:Release {{id: r.src}}) MERGE (t:Artist {{id: r.dst}})
-            {_STUB_NAME} CREATE (t)-[:CREDITED {{role: r.role, tracks: r.tracks}}]->(s)""",
-        "ON": f"""UNWIND $rows AS r MATCH (s:Release {{id: r.src}}) MERGE (t:Label {{id: r.dst}})
-            {_STUB_NAME} CREATE (s)-[:ON {{catno: r.catno}}]->(t)""",
-        "DERIVED_FROM": """UNWIND $rows AS r MATCH (s:Release {id: r.src}) MERGE (t:Master {id: r.dst})
-            CREATE (s)-[:DERIVED_FROM]->(t)""",
-        "IS_GENRE": """UNWIND $rows AS r MATCH (s:Release {id: r.src}) MERGE (t:Genre {name: r.name})
-            CREATE (s)-[:IS]->(t)""",
-        "IS_STYLE": """UNWIND $rows AS r MATCH (s:Release {id: r.src}) MERGE (t:Style {name: r.name})
-            CREATE (s)-[:IS]->(t)""",
-    },
+
+@dataclass(frozen=True)
+class _Target:
+    """A kind of node that relationships point at: MERGEd once per distinct key per batch."""
+
+    param: str  # Cypher parameter and variable name of its node list
+    label: str
+    key: str  # unique property ("id" or "name")
+    named: bool  # a stub carries the name seen in the referencing record
+
+
+@dataclass(frozen=True)
+class _Rel:
+    """One kind of relationship row built by the mappers; `create` uses s (source), t (target) and
+    r = [source index, target index, *props]."""
+
+    kind: str
+    target: str
+    create: str
+    props: tuple[str, ...] = ()
+
+
+_TARGETS: Final[dict[str, _Target]] = {
+    "Artist": _Target("t_artist", "Artist", "id", True),
+    "Label": _Target("t_label", "Label", "id", True),
+    "Master": _Target("t_master", "Master", "id", False),
+    "Genre": _Target("t_genre", "Genre", "name", False),
+    "Style": _Target("t_style", "Style", "name", False),
 }
+
+# Owned edges are CREATEd: a new node has none, and a changed record's were deleted earlier in the
+# same transaction. MEMBER_OF / SUBLABEL_OF are shared (either side may assert them): MERGEd.
+_IS = (_Rel("IS_GENRE", "Genre", "CREATE (s)-[:IS]->(t)"), _Rel("IS_STYLE", "Style", "CREATE (s)-[:IS]->(t)"))
+_BY = _Rel("BY", "Artist", "CREATE (s)-[:BY {anv: r[2], join: r[3]}]->(t)", ("anv", "join"))
+_RELS: Final[dict[str, tuple[_Rel, ...]]] = {
+    "artists": (
+        _Rel("ALIAS_OF", "Artist", "CREATE (s)-[:ALIAS_OF]->(t)"),
+        _Rel("MEMBER_OF_GROUP", "Artist", "MERGE (s)-[m:MEMBER_OF]->(t) SET m.via_member = true"),
+        _Rel("MEMBER_OF_MEMBER", "Artist", "MERGE (t)-[m:MEMBER_OF]->(s) SET m.via_group = true"),
+    ),
+    "labels": (
+        _Rel("SUBLABEL_OF_PARENT", "Label", "MERGE (s)-[m:SUBLABEL_OF]->(t) SET m.via_child = true"),
+        _Rel("SUBLABEL_OF_SUB", "Label", "MERGE (t)-[m:SUBLABEL_OF]->(s) SET m.via_parent = true"),
+    ),
+    "masters": (_BY, *_IS),
+    "releases": (
+        _BY,
+        _Rel(
+            "CREDITED", "Artist", "CREATE (t)-[:CREDITED {role: r[2], tracks: r[3]}]->(s)", ("role", "tracks")
+        ),
+        _Rel("ON", "Label", "CREATE (s)-[:ON {catno: r[2]}]->(t)", ("catno",)),
+        _Rel("DERIVED_FROM", "Master", "CREATE (s)-[:DERIVED_FROM]->(t)"),
+        *_IS,
+    ),
+}
+
+
+def _write_statement(data_type: str) -> str:
+    """One statement writes a batch: the nodes, every distinct target (stub) once, then each
+    relationship kind by list position (no second index lookup per relationship row)."""
+    label = LABELS[data_type]
+    rels = _RELS[data_type]
+    targets = [t for t in _TARGETS.values() if any(r.target == t.label for r in rels)]
+    parts = [f"UNWIND $nodes AS row MERGE (n:{label} {{id: row[0]}}) SET n += row[1] WITH collect(n) AS src"]
+    for t in targets:
+        key, name = ("row[0]", " ON CREATE SET x.name = row[1]") if t.named else ("row", "")
+        parts.append(
+            f"CALL () {{ UNWIND ${t.param} AS row MERGE (x:{t.label} {{{t.key}: {key}}}){name} "
+            f"RETURN collect(x) AS {t.param} }}"
+        )
+    for rel in rels:
+        t = _TARGETS[rel.target]
+        parts.append(
+            f"CALL (src, {t.param}) {{ UNWIND $r_{rel.kind} AS r "
+            f"WITH src[r[0]] AS s, {t.param}[r[1]] AS t, r {rel.create} }}"
+        )
+    if any(t.label == "Genre" for t in targets):
+        parts.append(
+            "CALL (t_style, t_genre) { UNWIND $part_of AS p WITH t_style[p[0]] AS s, t_genre[p[1]] AS g "
+            "MERGE (s)-[:PART_OF]->(g) }"
+        )
+    parts.append("RETURN size(src) AS written")
+    return "\n".join(parts)
+
+
+_WRITE: Final[dict[str, str]] = {data_type: _write_statement(data_type) for data_type in _RELS}
+
+
+def _write_params(
+    data_type: str, write: list[int], mapped: dict[int, tuple[RecordMessage, dict[str, Any], _Rows]]
+) -> dict[str, Any]:
+    """The parameters of `_WRITE[data_type]`: rows reference nodes by their position in a list."""
+    rels = _RELS[data_type]
+    src_index = {rid: i for i, rid in enumerate(write)}
+    # Every distinct target key, with the first non-empty name seen for it (a stub's name).
+    names: dict[str, dict[Any, str | None]] = {t.label: {} for t in _TARGETS.values()}
+    grouped: dict[str, list[dict[str, Any]]] = {}
+    part_of: set[tuple[str, str]] = set()
+    kinds = {rel.kind: rel for rel in rels}
+    for rid in write:
+        record_rows = mapped[rid][2]
+        for kind, items in record_rows.rels.items():
+            target = names[kinds[kind].target]
+            key = "name" if kinds[kind].target in ("Genre", "Style") else "dst"
+            for item in items:
+                dst = item[key]
+                if target.get(dst) is None:
+                    target[dst] = item.get("name") or None
+            grouped.setdefault(kind, []).extend(items)
+        part_of |= record_rows.part_of
+    params: dict[str, Any] = {"nodes": [[rid, mapped[rid][1]] for rid in write]}
+    positions: dict[str, dict[Any, int]] = {}
+    for t in _TARGETS.values():
+        if not any(r.target == t.label for r in rels):
+            continue
+        keys = sorted(names[t.label])  # a stable lock order
+        positions[t.label] = {key: i for i, key in enumerate(keys)}
+        params[t.param] = [[k, names[t.label][k]] for k in keys] if t.named else keys
+    for rel in rels:
+        index = positions[rel.target]
+        key = "name" if rel.target in ("Genre", "Style") else "dst"
+        rows = [
+            [src_index[item["src"]], index[item[key]], *(item.get(p) for p in rel.props)]
+            for item in grouped.get(rel.kind, ())
+        ]
+        rows.sort(key=lambda row: (row[1], row[0]))
+        params[f"r_{rel.kind}"] = rows
+    if "Genre" in positions:
+        styles, genres = positions["Style"], positions["Genre"]
+        params["part_of"] = sorted([styles[s], genres[g]] for s, g in part_of)
+    return params
+
 
 # Owned relationships of an existing node, deleted before its record is re-written. Shared edges
 # (MEMBER_OF, SUBLABEL_OF) lose only this record's flag and survive while the other side asserts them.
@@ -379,6 +469,7 @@ def map_batch(
             continue
         props["sha256"] = msg.sha256
         props["dump_version"] = msg.version
+        props["stub"] = None  # a full record is no (curator) stub any more: `SET +=` removes it
         mapped[msg.id] = (msg, props, rows)
     return mapped, rejected
 
@@ -429,30 +520,7 @@ async def _write_tx(
         found = await _run(tx, _STUB_NEIGHBOURS.format(label=label), ids=changed)
         near = found[0]["near"] if found else []
         await _run(tx, _DROP_OWNED[data_type], ids=changed)
-    await _run(
-        tx,
-        f"UNWIND $rows AS r MERGE (n:{label} {{id: r.id}}) SET n += r.props",
-        rows=[{"id": rid, "props": mapped[rid][1]} for rid in write],
-    )
-    grouped: dict[str, list[dict[str, Any]]] = {}
-    part_of: set[tuple[str, str]] = set()
-    for rid in write:
-        record_rows = mapped[rid][2]
-        for kind, items in record_rows.rels.items():
-            grouped.setdefault(kind, []).extend(items)
-        part_of |= record_rows.part_of
-    for kind, query in _REL_CYPHER[data_type].items():
-        kind_rows = grouped.get(kind)
-        if kind_rows:
-            kind_rows.sort(key=lambda r: (r.get("dst") or 0, r.get("name") or "", r["src"]))
-            await _run(tx, query, rows=kind_rows)
-    if part_of:
-        await _run(
-            tx,
-            "UNWIND $rows AS r MERGE (s:Style {name: r[0]}) MERGE (g:Genre {name: r[1]}) "
-            "MERGE (s)-[:PART_OF]->(g)",
-            rows=sorted([list(p) for p in part_of]),
-        )
+    await _run(tx, _WRITE[data_type], **_write_params(data_type, write, mapped))
     if near:
         # Stubs only the old version of a changed record pointed at carry nothing any more.
         await _run(tx, _DELETE_ORPHAN_STUBS, ids=near)
