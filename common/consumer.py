@@ -63,14 +63,16 @@ from common.writes import WriteResult
 
 log = get_logger(__name__)
 
-WriteFn = Callable[[str, Sequence[RecordMessage]], Awaitable[WriteResult]]
+WriteFn = Callable[[str, Sequence[Any]], Awaitable[WriteResult]]
+# bytes -> a record (whatever the writer takes), FileComplete or ExtractionComplete; ValueError = invalid.
+DecodeFn = Callable[[bytes], Any]
 TransientFn = Callable[[BaseException], bool]
 FileHook = Callable[[FileComplete], Awaitable[None]]
 ExtractionHook = Callable[[ExtractionComplete], Awaitable[None]]
 
 CONSUMER_HEADER: Final = "x-discogsography-consumer"
 ROUTING_KEY_HEADER: Final = "x-discogsography-routing-key"
-_STOP: Final = object()
+_CONTROL: Final = (FileComplete, ExtractionComplete)
 
 
 class ConsumerSettings(BaseSettings):
@@ -174,7 +176,7 @@ class _Lane:
     wake: asyncio.Event = field(default_factory=asyncio.Event)  # the buffer is no longer empty
     full: asyncio.Event = field(default_factory=asyncio.Event)  # the buffer holds a whole batch
     first_at: float = 0.0  # time.monotonic() when the oldest buffered delivery arrived
-    inflight: asyncio.Task[list[tuple[Delivery, RecordMessage]]] | None = None
+    inflight: asyncio.Task[list[tuple[Delivery, Any]]] | None = None
 
 
 class _AbortedError(Exception):
@@ -194,8 +196,10 @@ class BatchConsumer:
         on_file_complete: FileHook | None = None,
         on_extraction_complete: ExtractionHook | None = None,
         registry: CollectorRegistry | None = None,
+        decode: DecodeFn | None = None,
     ) -> None:
         self.name = name
+        self._decode: DecodeFn = decode or decode_message
         self.connection = connection
         self.settings = settings or ConsumerSettings()
         self.data_types = self.settings.data_types
@@ -427,17 +431,18 @@ class BatchConsumer:
     async def _process(self, data_type: str, lane: _Lane, batch: list[Delivery]) -> bool:
         """Decode a batch taken from the buffer; records are flushed (overlapping with the next
         batch), control messages flush everything before them first. False = stop this worker."""
-        records: list[tuple[Delivery, RecordMessage]] = []
+        records: list[tuple[Delivery, Any]] = []
         generation = lane.source.generation
+        decode = self._decode
         for delivery in batch:
             if delivery.generation != generation:
                 continue  # its connection is gone: the broker redelivers it
             try:
-                message = decode_message(delivery.body)
+                message = decode(delivery.body)
             except ValueError as exc:
                 await self._dead_letter(data_type, delivery, f"invalid message: {exc}")
                 continue
-            if isinstance(message, RecordMessage):
+            if not isinstance(message, _CONTROL):
                 records.append((delivery, message))
                 continue
             # A control message: everything before it is settled first.
@@ -468,8 +473,8 @@ class BatchConsumer:
         return not left
 
     async def _flush_safely(
-        self, data_type: str, pending: list[tuple[Delivery, RecordMessage]]
-    ) -> list[tuple[Delivery, RecordMessage]]:
+        self, data_type: str, pending: list[tuple[Delivery, Any]]
+    ) -> list[tuple[Delivery, Any]]:
         """Flush; return what is still pending (empty, unless the batch was abandoned on stop)."""
         if not pending:
             return pending
@@ -480,7 +485,7 @@ class BatchConsumer:
             return pending
         return []
 
-    async def _flush(self, data_type: str, pending: list[tuple[Delivery, RecordMessage]]) -> None:
+    async def _flush(self, data_type: str, pending: list[tuple[Delivery, Any]]) -> None:
         started = time.perf_counter()
         stats = self.stats[data_type]
         result = await self._resolve(data_type, [m for _, m in pending])
@@ -523,7 +528,7 @@ class BatchConsumer:
             seconds=round(elapsed, 4),
         )
 
-    async def _resolve(self, data_type: str, messages: list[RecordMessage]) -> WriteResult:
+    async def _resolve(self, data_type: str, messages: list[Any]) -> WriteResult:
         """Write `messages`; retry transient errors; bisect permanent ones down to single records."""
         attempt = 0
         while True:

@@ -8,8 +8,7 @@ failure of the store itself is raised instead (the consumer retries or bisects).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-
-from common.messages import RecordMessage
+from typing import Any, Protocol, TypeVar
 
 
 @dataclass
@@ -17,7 +16,8 @@ class WriteResult:
     written: int = 0  # inserted or changed (the content was (re)written)
     unchanged: int = 0  # same sha256 already stored; only the dump version was bumped
     stale: int = 0  # an older dump version than the one stored; ignored
-    rejected: list[tuple[RecordMessage, str]] = field(default_factory=list)
+    # (the message object the writer was given, reason): a RecordMessage or the writer's own form
+    rejected: list[tuple[Any, str]] = field(default_factory=list)
 
     @property
     def processed(self) -> int:
@@ -32,9 +32,20 @@ class WriteResult:
         )
 
 
-def latest_per_id(messages: list[RecordMessage]) -> list[RecordMessage]:
+class _Versioned(Protocol):
+    @property
+    def id(self) -> int: ...
+
+    @property
+    def version(self) -> str: ...
+
+
+M = TypeVar("M", bound=_Versioned)
+
+
+def latest_per_id(messages: list[M]) -> list[M]:
     """One message per id: the newest dump version wins, then the later one in the batch."""
-    best: dict[int, RecordMessage] = {}
+    best: dict[int, M] = {}
     for msg in messages:
         current = best.get(msg.id)
         if current is None or msg.version >= current.version:

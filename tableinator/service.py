@@ -21,7 +21,7 @@ from common.messages import ExtractionComplete, FileComplete, RecordMessage
 from common.readiness import amqp_check, postgres_check
 from common.settings import AmqpSettings, BaseServiceSettings, ConnectRetrySettings, PostgresSettings
 from common.writes import WriteResult
-from tableinator.writer import TABLES, remove_stale, write_batch
+from tableinator.writer import TABLES, RawRecord, decode_message, remove_stale, write_batch
 
 log = get_logger(__name__)
 
@@ -45,7 +45,7 @@ def is_transient(exc: BaseException) -> bool:
 
 
 def build_consumer(pool: Pool, connection: Any, settings: TableinatorSettings) -> BatchConsumer:
-    async def write(data_type: str, messages: Sequence[RecordMessage]) -> WriteResult:
+    async def write(data_type: str, messages: Sequence[RecordMessage | RawRecord]) -> WriteResult:
         return await write_batch(pool, data_type, messages, lock_timeout_ms=settings.lock_timeout_ms)
 
     async def on_file_complete(message: FileComplete) -> None:
@@ -86,6 +86,7 @@ def build_consumer(pool: Pool, connection: Any, settings: TableinatorSettings) -
         settings,
         on_file_complete=on_file_complete,
         on_extraction_complete=on_extraction_complete,
+        decode=decode_message,
     )
 
 
