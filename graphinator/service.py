@@ -35,6 +35,9 @@ class GraphinatorSettings(
     batch_size: int = Field(1000, alias="BATCH_SIZE", ge=1, le=50_000)
     tx_timeout_s: float = Field(120.0, alias="NEO4J_TX_TIMEOUT", gt=0)
     sweep_quiet_s: float = Field(5.0, alias="SWEEP_QUIET_SECONDS", ge=0)
+    write_parallelism: int = Field(
+        1, alias="WRITE_PARALLELISM", ge=1, le=8, description="transactions one batch is split into"
+    )
 
 
 def is_transient(exc: BaseException) -> bool:
@@ -51,7 +54,12 @@ def is_transient(exc: BaseException) -> bool:
 def build_consumer(driver: AsyncDriver, connection: Any, settings: GraphinatorSettings) -> BatchConsumer:
     async def write(data_type: str, messages: Sequence[RecordMessage]) -> WriteResult:
         return await write_batch(
-            driver, data_type, messages, database=settings.neo4j_database, timeout=settings.tx_timeout_s
+            driver,
+            data_type,
+            messages,
+            database=settings.neo4j_database,
+            timeout=settings.tx_timeout_s,
+            parallel=settings.write_parallelism,
         )
 
     async def on_file_complete(message: FileComplete) -> None:

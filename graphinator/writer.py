@@ -44,6 +44,7 @@ any more.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, LiteralString
@@ -55,6 +56,9 @@ from common.messages import RecordMessage
 from common.writes import WriteResult, latest_per_id
 
 log = get_logger(__name__)
+
+# Smallest part worth its own transaction when a batch is split for parallel writes.
+_MIN_PART: Final = 100
 
 LABELS: Final = {"artists": "Artist", "labels": "Label", "masters": "Master", "releases": "Release"}
 
@@ -534,18 +538,38 @@ async def write_batch(
     messages: Sequence[RecordMessage],
     database: str = "neo4j",
     timeout: float | None = None,
+    parallel: int = 1,
 ) -> WriteResult:
-    """Write one batch of records of `data_type` in one transaction; idempotent.
+    """Write one batch of records of `data_type`; idempotent.
 
+    The batch is split into `parallel` contiguous id ranges, each written in its own transaction
+    (concurrently, so Neo4j works on them on several cores); each record's hash check and writes
+    stay in one transaction. A deadlock between them is transient: the driver retries that part.
     Records that cannot be mapped are returned in `rejected` (the rest is written). Store errors
-    propagate: the caller decides between retrying (transient) and bisecting (permanent).
-    `timeout` bounds the transaction (a lock held elsewhere then fails it instead of hanging).
+    propagate: the caller decides between retrying (transient) and bisecting (permanent); parts
+    that committed before are unchanged on the retry. `timeout` bounds each transaction (a lock
+    held elsewhere then fails it instead of hanging).
     """
     _label(data_type)
     mapped, rejected = map_batch(data_type, messages)
-    async with driver.session(database=database) as session:
-        work = unit_of_work(timeout=timeout)(_write_tx) if timeout else _write_tx
-        result = await session.execute_write(work, data_type, mapped)
+    work = unit_of_work(timeout=timeout)(_write_tx) if timeout else _write_tx
+
+    async def write_part(part: dict[int, tuple[RecordMessage, dict[str, Any], _Rows]]) -> WriteResult:
+        async with driver.session(database=database) as session:
+            return await session.execute_write(work, data_type, part)
+
+    ids = list(mapped)  # sorted by id
+    size = max(1, -(-len(ids) // max(1, parallel)), _MIN_PART)
+    parts = [{rid: mapped[rid] for rid in ids[i : i + size]} for i in range(0, len(ids), size)]
+    result = WriteResult()
+    if len(parts) == 1:
+        result = await write_part(parts[0])
+    elif parts:
+        outcomes = await asyncio.gather(*(write_part(part) for part in parts), return_exceptions=True)
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                raise outcome
+            result = result.merge(outcome)
     result.rejected = rejected
     return result
 
