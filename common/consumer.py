@@ -1,12 +1,17 @@
-"""A batching record consumer on aio-pika, shared by graphinator and tableinator (design §3-§4).
+"""A batching record consumer, shared by graphinator and tableinator (design §3-§4).
 
-Per data type: its own channel (prefetch >= 2 x batch size), its own queue `<consumer>.<type>`,
-and one worker task that takes deliveries in order and flushes a batch when it is full or when its
-oldest record has waited `batch_max_latency` seconds.
+Per data type: its own AMQP connection (`common.lean_amqp`: deliveries decoded by hand, no
+per-message objects beyond the body), prefetch >= 2 x batch size, its own queue
+`<consumer>.<type>`, and one worker task. Deliveries are appended to a buffer by the socket
+reader; the worker takes a batch when the buffer holds `batch_size` deliveries or its oldest has
+waited `batch_max_latency` seconds (one timer per batch, none per message), decodes it (`decode`
+hook: the service's own fast form of a record, or a `RecordMessage`), and hands it to the writer.
+At most one batch commits while the next one is received and decoded.
 
 Delivery guarantees:
-- A record is acked only after the store transaction that contains it committed (one multiple-ack
-  per batch, after every earlier delivery on that channel was settled).
+- A record is acked only after the store transaction that contains it committed (one
+  `basic.ack(multiple)` per batch on its last delivery tag, after every earlier delivery on that
+  connection was settled: batches commit and ack in order, dead letters are acked one by one first).
 - Transient store errors (connection lost, deadlock, timeout; the writer's `is_transient` decides)
   retry the batch with capped exponential back-off, forever, while the service runs; nothing is
   dead-lettered for them. On shutdown a batch still failing is left unacked (the broker redelivers).
@@ -17,6 +22,8 @@ Delivery guarantees:
   rest of the batch lands.
 - Control messages (`file_complete`, `extraction_complete`) flush the pending records first, then
   run the hook, then are acked.
+- A lost broker connection drops the deliveries not yet committed (the broker redelivers them; an
+  ack for a delivery of a dead connection is never sent) and reconnects with back-off.
 - Writes are idempotent, so redelivery after a crash and competing replicas are harmless.
 """
 
@@ -73,6 +80,14 @@ ExtractionHook = Callable[[ExtractionComplete], Awaitable[None]]
 CONSUMER_HEADER: Final = "x-discogsography-consumer"
 ROUTING_KEY_HEADER: Final = "x-discogsography-routing-key"
 _CONTROL: Final = (FileComplete, ExtractionComplete)
+# `"kind": "file_complete"` / `"extraction_complete"`: a small body with this mark ends the batch
+# early (a record that merely contains it only costs an early flush).
+_CONTROL_MARK: Final = b'_complete"'
+_CONTROL_MAX_BYTES: Final = 4096
+
+
+def _looks_like_control(body: bytes) -> bool:
+    return len(body) <= _CONTROL_MAX_BYTES and _CONTROL_MARK in body
 
 
 class ConsumerSettings(BaseSettings):
@@ -175,6 +190,7 @@ class _Lane:
     buffer: deque[Delivery] = field(default_factory=deque)
     wake: asyncio.Event = field(default_factory=asyncio.Event)  # the buffer is no longer empty
     full: asyncio.Event = field(default_factory=asyncio.Event)  # the buffer holds a whole batch
+    urgent: bool = False  # a control message is buffered: take the batch without waiting
     first_at: float = 0.0  # time.monotonic() when the oldest buffered delivery arrived
     inflight: asyncio.Task[list[tuple[Delivery, Any]]] | None = None
 
@@ -314,6 +330,9 @@ class BatchConsumer:
             lane.wake.set()
         if size >= self.settings.batch_size:
             lane.full.set()
+        elif _looks_like_control(delivery.body):
+            lane.urgent = True  # (probably) a control message: settle what is before it now
+            lane.full.set()
 
     def _on_lost(self, data_type: str, exc: BaseException) -> None:
         """The connection of `data_type` died: what it delivered is redelivered by the broker."""
@@ -408,19 +427,22 @@ class BatchConsumer:
                     continue
                 # A full batch, or whatever arrived once the oldest waited `latency` (one timer per
                 # batch, none per message); on stop, whatever is there.
-                while len(buffer) < batch_size and not self._stopping.is_set():
+                while len(buffer) < batch_size and not lane.urgent and not self._stopping.is_set():
                     left = lane.first_at + latency - time.monotonic()
                     if left <= 0:
                         break
-                    lane.full.clear()
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(lane.full.wait(), left)
+                    lane.full.clear()
                 if not buffer:
                     continue
+                lane.full.clear()
                 take = min(batch_size, len(buffer))
                 batch = [buffer.popleft() for _ in range(take)]
                 if buffer:
                     lane.first_at = time.monotonic()
+                if lane.urgent:
+                    lane.urgent = any(_looks_like_control(d.body) for d in buffer)
                 received.inc(take)
                 last_message.set(stats.last_message_at or time.time())
                 if not await self._process(data_type, lane, batch):

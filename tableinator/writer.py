@@ -22,6 +22,7 @@ from typing import Annotated, Any, Final, Literal, LiteralString
 import msgspec
 import orjson
 from psycopg import AsyncConnection
+from psycopg.errors import UniqueViolation
 from psycopg.rows import tuple_row
 from psycopg.types.json import set_json_dumps
 from psycopg_pool import AsyncConnectionPool
@@ -178,6 +179,27 @@ async def write_batch(
     if not candidates:
         return result
 
+    try:
+        return await _upsert(pool_or_conn, table, candidates, result, lock_timeout_ms, direct=True)
+    except UniqueViolation:
+        # A competing replica inserted one of these ids after our read: merge instead.
+        return await _upsert(pool_or_conn, table, candidates, result, lock_timeout_ms, direct=False)
+
+
+async def _upsert(
+    pool_or_conn: PoolOrConn,
+    table: _Table,
+    candidates: list[RecordMessage | RawRecord],
+    rejected: WriteResult,
+    lock_timeout_ms: int,
+    *,
+    direct: bool,
+) -> WriteResult:
+    """One transaction: read the stored hashes, bump the unchanged, write the new and changed.
+
+    When none of the records to write exists yet (a first load), they are COPYed straight into the
+    table (`direct`); otherwise through the staging table and the guarded merge."""
+    result = WriteResult(rejected=list(rejected.rejected))
     sql = _statements(table)
     async with _connection(pool_or_conn) as conn, conn.transaction():
         await conn.execute(
@@ -189,6 +211,7 @@ async def write_batch(
             stored: dict[int, tuple[str, str]] = {row[0]: (row[1], row[2]) for row in await cur.fetchall()}
             bump: list[RecordMessage | RawRecord] = []
             rows: list[tuple[Any, ...]] = []
+            all_new = True
             for msg in candidates:
                 known = stored.get(msg.id)
                 if known is not None:
@@ -201,6 +224,7 @@ async def write_batch(
                     if version > msg.version:
                         result.stale += 1
                         continue
+                    all_new = False
                 try:
                     rows.append(_row(table, msg))
                 except (ValueError, TypeError) as exc:
@@ -210,7 +234,13 @@ async def write_batch(
                     sql.bump,
                     ([m.id for m in bump], [m.sha256 for m in bump], [m.version for m in bump]),
                 )
-            if rows:
+            if rows and direct and all_new:
+                async with cur.copy(sql.copy_direct) as copy:
+                    copy.set_types(sql.direct_types)
+                    for row in rows:
+                        await copy.write_row(row)
+                result.written = len(rows)
+            elif rows:
                 await cur.execute(sql.stage_ddl)
                 async with cur.copy(sql.copy) as copy:
                     copy.set_types(sql.copy_types)
@@ -231,6 +261,8 @@ class _Statements:
     bump: LiteralString
     stage_ddl: LiteralString
     copy: LiteralString
+    copy_direct: LiteralString
+    direct_types: tuple[str, ...]
     copy_types: tuple[str, ...]
     merge: LiteralString
 
@@ -268,6 +300,15 @@ def _statements(table: _Table) -> _Statements:
         ),
         stage_ddl=_q(f"CREATE TEMP TABLE IF NOT EXISTS {stage} ({stage_ddl}) ON COMMIT DELETE ROWS"),
         copy=_q(f"COPY {stage} ({col_list}) FROM STDIN (FORMAT BINARY)"),
+        copy_direct=_q(f"COPY {t} ({col_list}) FROM STDIN (FORMAT BINARY)"),
+        # binary COPY needs the table's exact column types (`year` is an integer column)
+        direct_types=(
+            "int8",
+            "text",
+            "text",
+            *("int4" if c == "year" else _COPY_TYPES[k] for c, _, k in table.columns),
+            "jsonb",
+        ),
         copy_types=("int8", "text", "text", *(_COPY_TYPES[k] for _, _, k in table.columns), "jsonb"),
         merge=_q(
             f"""INSERT INTO {t} AS t ({col_list})

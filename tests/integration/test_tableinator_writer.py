@@ -3,6 +3,7 @@ idempotency, changes, versions and the sweep of rows missing from a newer dump."
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -10,7 +11,7 @@ from psycopg import AsyncConnection
 from psycopg.errors import DataError
 from psycopg_pool import AsyncConnectionPool
 
-from tableinator.writer import remove_stale, write_batch
+from tableinator.writer import decode_message, remove_stale, write_batch
 from tests.integration.consumer_support import (
     ARTIST_2,
     ARTIST_26,
@@ -22,6 +23,7 @@ from tests.integration.consumer_support import (
     V2,
     changed,
     message,
+    synthetic_release,
 )
 
 pytestmark = pytest.mark.integration
@@ -136,3 +138,37 @@ async def test_bad_typed_field_is_rejected_alone_and_a_db_error_raises(clean_pos
     with pytest.raises(DataError):
         await write_batch(pool, "releases", [message("releases", nul), message("releases", RELEASE_1)])
     assert await rows(pool, "SELECT id FROM releases ORDER BY id") == [{"id": 2}]
+
+
+async def test_raw_and_decoded_messages_store_the_same_rows(clean_postgres: Pool) -> None:
+    pool = clean_postgres
+    records = [synthetic_release(i) for i in range(1, 6)]
+    await write_batch(pool, "releases", [message("releases", r) for r in records])
+    decoded = await rows(pool, "SELECT * FROM releases ORDER BY id")
+    async with pool.connection() as conn:
+        await conn.execute("TRUNCATE releases")
+    raw = [decode_message(message("releases", r).to_bytes()) for r in records]
+    assert all(type(m).__name__ == "RawRecord" for m in raw)
+    result = await write_batch(pool, "releases", raw)  # type: ignore[arg-type]
+    assert (result.written, result.unchanged) == (5, 0)
+    again = await rows(pool, "SELECT * FROM releases ORDER BY id")
+    strip = [{k: v for k, v in r.items() if k != "updated_at"} for r in again]
+    assert strip == [{k: v for k, v in r.items() if k != "updated_at"} for r in decoded]
+    assert again[0]["data"] == records[0]
+    bad = decode_message(message("releases", changed(RELEASE_1, id=97, year="1999")).to_bytes())
+    result = await write_batch(pool, "releases", [bad])  # type: ignore[list-item]
+    assert [(m.id, "year must be int" in why) for m, why in result.rejected] == [(97, True)]
+
+
+async def test_concurrent_first_loads_of_the_same_records_both_succeed(clean_postgres: Pool) -> None:
+    """Two replicas loading the same new ids at once: the loser of the race merges instead."""
+    pool = clean_postgres
+    for round_ in range(3):
+        batch = [message("releases", synthetic_release(1000 * round_ + i)) for i in range(1, 200)]
+        first, second = await asyncio.gather(
+            write_batch(pool, "releases", batch), write_batch(pool, "releases", batch)
+        )
+        assert first.written + second.written == len(batch)
+        assert first.unchanged + second.unchanged == len(batch)
+        assert not first.rejected and not second.rejected
+    assert (await rows(pool, "SELECT count(*) AS c FROM releases"))[0]["c"] == 3 * 199
