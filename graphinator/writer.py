@@ -30,7 +30,12 @@ Relationships, and which record owns them (a record rebuilds exactly what it own
 Credits without an id (unlinked credits) produce no edge.
 
 Stubs: a referenced Artist/Label/Master that has no record yet is MERGEd with the name seen in the
-reference (none for a master) and no sha256; the full record fills it later. The hash check and
+reference (none for a master) and no sha256; the full record fills it later and removes the
+curator's `stub` flag (a sync creates `stub: true` nodes for releases the dump has not loaded yet).
+
+Writes: after the hash check, one statement per batch MERGEs the nodes, MERGEs every distinct
+target (stub, genre, style) once in sorted key order, and CREATEs the owned edges by position in
+those node lists (no index lookup per edge). The hash check and
 the writes happen in the same transaction: an unchanged sha256 only bumps `dump_version`; a
 changed record's owned relationships are deleted and re-created. A message from an older dump
 version than the stored one is ignored (`stale`).
@@ -331,7 +336,13 @@ def _write_statement(data_type: str) -> str:
     label = LABELS[data_type]
     rels = _RELS[data_type]
     targets = [t for t in _TARGETS.values() if any(r.target == t.label for r in rels)]
-    parts = [f"UNWIND $nodes AS row MERGE (n:{label} {{id: row[0]}}) SET n += row[1] WITH collect(n) AS src"]
+    sets = ", ".join(f"n.{prop} = row[{i}]" for i, prop in enumerate(_NODE_PROPS[data_type], 1))
+    # A null value removes the property (a changed record keeps nothing of its old version); a full
+    # record is no (curator) stub any more.
+    parts = [
+        f"UNWIND $nodes AS row MERGE (n:{label} {{id: row[0]}}) SET {sets} REMOVE n.stub "
+        "WITH collect(n) AS src"
+    ]
     for t in targets:
         key, name = ("row[0]", " ON CREATE SET x.name = row[1]") if t.named else ("row", "")
         parts.append(
@@ -351,9 +362,6 @@ def _write_statement(data_type: str) -> str:
         )
     parts.append("RETURN size(src) AS written")
     return "\n".join(parts)
-
-
-_WRITE: Final[dict[str, str]] = {data_type: _write_statement(data_type) for data_type in _RELS}
 
 
 def _write_params(
@@ -378,7 +386,8 @@ def _write_params(
                     target[dst] = item.get("name") or None
             grouped.setdefault(kind, []).extend(items)
         part_of |= record_rows.part_of
-    params: dict[str, Any] = {"nodes": [[rid, mapped[rid][1]] for rid in write]}
+    props = _NODE_PROPS[data_type]
+    params: dict[str, Any] = {"nodes": [[rid, *map(mapped[rid][1].get, props)] for rid in write]}
     positions: dict[str, dict[Any, int]] = {}
     for t in _TARGETS.values():
         if not any(r.target == t.label for r in rels):
@@ -389,11 +398,16 @@ def _write_params(
     for rel in rels:
         index = positions[rel.target]
         key = "name" if rel.target in ("Genre", "Style") else "dst"
-        rows = [
-            [src_index[item["src"]], index[item[key]], *(item.get(p) for p in rel.props)]
-            for item in grouped.get(rel.kind, ())
-        ]
-        rows.sort(key=lambda row: (row[1], row[0]))
+        items = grouped.get(rel.kind, [])
+        rows: list[list[Any]]
+        if not rel.props:
+            rows = [[src_index[i["src"]], index[i[key]]] for i in items]
+        elif len(rel.props) == 1:
+            (p1,) = rel.props
+            rows = [[src_index[i["src"]], index[i[key]], i.get(p1)] for i in items]
+        else:
+            p1, p2 = rel.props
+            rows = [[src_index[i["src"]], index[i[key]], i.get(p1), i.get(p2)] for i in items]
         params[f"r_{rel.kind}"] = rows
     if "Genre" in positions:
         styles, genres = positions["Style"], positions["Genre"]
@@ -428,6 +442,16 @@ _DELETE_ORPHAN_STUBS: Final = (
     """UNWIND $ids AS eid MATCH (x) WHERE elementId(x) = eid AND NOT (x)--() DELETE x"""
 )
 
+# Every property a full record writes, in the order of the node rows of `_WRITE`.
+_NODE_PROPS: Final[dict[str, tuple[str, ...]]] = {
+    "artists": ("name", "realname", "profile", "sha256", "dump_version"),
+    "labels": ("name", "profile", "sha256", "dump_version"),
+    "masters": ("title", "year", "main_release", "sha256", "dump_version"),
+    "releases": (
+        "title", "year", "released", "country", "formats", "is_main_release", "sha256", "dump_version"
+    ),
+}  # fmt: skip
+
 # Properties a full record sets; remove_stale strips them to leave a stub.
 _FULL_PROPS: Final[dict[str, tuple[str, ...]]] = {
     "artists": ("realname", "profile"),
@@ -435,6 +459,9 @@ _FULL_PROPS: Final[dict[str, tuple[str, ...]]] = {
     "masters": ("year", "main_release"),
     "releases": ("year", "released", "country", "formats", "is_main_release"),
 }
+
+
+_WRITE: Final[dict[str, str]] = {data_type: _write_statement(data_type) for data_type in _RELS}
 
 
 def _q(text: str) -> LiteralString:
@@ -473,7 +500,6 @@ def map_batch(
             continue
         props["sha256"] = msg.sha256
         props["dump_version"] = msg.version
-        props["stub"] = None  # a full record is no (curator) stub any more: `SET +=` removes it
         mapped[msg.id] = (msg, props, rows)
     return mapped, rejected
 

@@ -332,3 +332,16 @@ async def test_bad_record_shape_is_rejected_alone(clean_neo4j: AsyncDriver) -> N
     assert result.written == 1
     assert [(m.id, "artists must be a list" in why) for m, why in result.rejected] == [(99, True)]
     assert await q(clean_neo4j, "MATCH (r:Release) RETURN r.id AS id") == [{"id": 2}]
+
+
+async def test_full_record_clears_the_curator_stub_flag(clean_neo4j: AsyncDriver) -> None:
+    driver = clean_neo4j
+    release, artist = message("releases", RELEASE_1), message("artists", ARTIST_2)
+    await q(driver, "CREATE (:Release {id: $r, title: 'API title', stub: true})", r=release.id)
+    await q(driver, "CREATE (:Artist {id: $a, name: 'API name', stub: true})", a=artist.id)
+    await write_batch(driver, "releases", [release])
+    await write_batch(driver, "artists", [artist])
+    [r] = await q(driver, "MATCH (r:Release {id: $id}) RETURN properties(r) AS p", id=release.id)
+    [a] = await q(driver, "MATCH (a:Artist {id: $id}) RETURN properties(a) AS p", id=artist.id)
+    assert "stub" not in r["p"] and r["p"]["sha256"] == release.sha256
+    assert "stub" not in a["p"] and a["p"]["sha256"] == artist.sha256
