@@ -97,13 +97,15 @@ class ConsumerSettings(BaseSettings):
 
     batch_size: int = Field(1000, alias="BATCH_SIZE", ge=1, le=50_000)
     batch_max_latency: float = Field(0.5, alias="BATCH_MAX_LATENCY", gt=0, le=60)
-    prefetch: int = Field(0, alias="PREFETCH", ge=0, description="0 = 2 x batch size")
+    prefetch: int = Field(0, alias="PREFETCH", ge=0, description="0 = (batch concurrency + 1) x batch size")
+    batch_concurrency: int = Field(1, alias="BATCH_CONCURRENCY", ge=1, le=8)
     retry_backoff_max: float = Field(30.0, alias="RETRY_BACKOFF_MAX", gt=0)
     consume_types: str = Field(",".join(DATA_TYPES), alias="CONSUME_TYPES")
 
     @property
     def effective_prefetch(self) -> int:
-        return max(self.prefetch, self.batch_size * 2) if self.prefetch else self.batch_size * 2
+        floor = self.batch_size * max(2, self.batch_concurrency + 1)
+        return max(self.prefetch, floor) if self.prefetch else floor
 
     @property
     def data_types(self) -> tuple[str, ...]:
@@ -192,7 +194,8 @@ class _Lane:
     full: asyncio.Event = field(default_factory=asyncio.Event)  # the buffer holds a whole batch
     urgent: bool = False  # a control message is buffered: take the batch without waiting
     first_at: float = 0.0  # time.monotonic() when the oldest buffered delivery arrived
-    inflight: asyncio.Task[list[tuple[Delivery, Any]]] | None = None
+    # batches committing, oldest first (at most `batch_concurrency`); each acks after the one before
+    inflight: deque[asyncio.Task[list[tuple[Delivery, Any]]]] = field(default_factory=deque)
 
 
 class _AbortedError(Exception):
@@ -476,38 +479,51 @@ class BatchConsumer:
             await self._control(data_type, delivery, message)
         if not records:
             return True
-        # At most one batch commits while the next is received and decoded; acks stay in order.
-        if not await self._settle_inflight(data_type, lane):
-            return False
-        lane.inflight = asyncio.create_task(self._flush_safely(data_type, records))
+        # Up to `batch_concurrency` batches commit while the next is received and decoded; each
+        # acks only after the one before it settled, so acks stay in order.
+        while len(lane.inflight) >= self.settings.batch_concurrency:
+            if await lane.inflight.popleft():
+                await self._settle_inflight(data_type, lane)
+                return False
+        previous = lane.inflight[-1] if lane.inflight else None
+        lane.inflight.append(asyncio.create_task(self._flush_safely(data_type, records, previous)))
         return True
 
     async def _settle_inflight(self, data_type: str, lane: _Lane) -> bool:
-        """Wait for the batch being committed; False if it was abandoned (stopping)."""
-        task, lane.inflight = lane.inflight, None
-        if task is None:
-            return True
-        try:
-            left = await task
-        except Exception:  # never expected: _flush_safely handles store errors
-            log.exception("batch_flush_crashed", consumer=self.name, data_type=data_type)
-            return False
-        return not left
+        """Wait for every batch being committed; False if one was abandoned (stopping)."""
+        settled = True
+        while lane.inflight:
+            task = lane.inflight.popleft()
+            try:
+                abandoned = bool(await task)
+            except Exception:  # never expected: _flush_safely handles store errors
+                log.exception("batch_flush_crashed", consumer=self.name, data_type=data_type)
+                abandoned = True
+            settled = settled and not abandoned
+        return settled
 
     async def _flush_safely(
-        self, data_type: str, pending: list[tuple[Delivery, Any]]
+        self,
+        data_type: str,
+        pending: list[tuple[Delivery, Any]],
+        previous: asyncio.Task[list[tuple[Delivery, Any]]] | None = None,
     ) -> list[tuple[Delivery, Any]]:
         """Flush; return what is still pending (empty, unless the batch was abandoned on stop)."""
         if not pending:
             return pending
         try:
-            await self._flush(data_type, pending)
+            await self._flush(data_type, pending, previous)
         except _AbortedError:
             log.warning("batch_abandoned_on_stop", consumer=self.name, data_type=data_type, size=len(pending))
             return pending
         return []
 
-    async def _flush(self, data_type: str, pending: list[tuple[Delivery, Any]]) -> None:
+    async def _flush(
+        self,
+        data_type: str,
+        pending: list[tuple[Delivery, Any]],
+        previous: asyncio.Task[list[tuple[Delivery, Any]]] | None = None,
+    ) -> None:
         started = time.perf_counter()
         stats = self.stats[data_type]
         result = await self._resolve(data_type, [m for _, m in pending])
@@ -517,6 +533,13 @@ class BatchConsumer:
                 delivery = by_identity.get(id(message))
                 if delivery is not None:
                     await self._dead_letter(data_type, delivery, reason)
+        if previous is not None:
+            try:
+                abandoned = bool(await previous)
+            except Exception:
+                abandoned = True
+            if abandoned:  # committed, but an earlier batch is not: leave ours for redelivery too
+                raise _AbortedError
         # Every earlier delivery on this connection is settled: one ack covers the batch.
         self._ack(data_type, pending[-1][0], multiple=True)
         stats.written += result.written

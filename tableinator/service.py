@@ -33,6 +33,8 @@ class TableinatorSettings(
 ):
     health_port: int = Field(8002, alias="HEALTH_PORT")
     batch_size: int = Field(2000, alias="BATCH_SIZE", ge=1, le=50_000)
+    # Two batches commit at once (on two connections); acks stay in delivery order.
+    batch_concurrency: int = Field(2, alias="BATCH_CONCURRENCY", ge=1, le=8)
     lock_timeout_ms: int = Field(10_000, alias="LOCK_TIMEOUT_MS", ge=0)
     sweep_quiet_s: float = Field(5.0, alias="SWEEP_QUIET_SECONDS", ge=0)
 
