@@ -205,6 +205,34 @@ async def test_shutdown_flushes_and_acks_pending_records(broker: Any, clean_post
     assert await queue_depth(broker, "tableinator.releases") == 0
 
 
+async def test_lost_broker_connection_reconnects_and_loses_nothing(broker: Any, clean_postgres: Pool) -> None:
+    first = [message("releases", synthetic_release(i)).to_bytes() for i in range(1, 31)]
+    later = [message("releases", synthetic_release(i)).to_bytes() for i in range(31, 41)]
+    await publish(broker, "releases", first)
+    connection = await new_connection()
+    consumer = await started(
+        build_tableinator(clean_postgres, connection, pg_settings(BATCH_SIZE=1000, BATCH_MAX_LATENCY=60))
+    )
+    try:
+        await eventually(lambda: _true(consumer.stats["releases"].received == 30), what="30 deliveries")
+        source = consumer._lanes["releases"].source  # the consumer's own broker connection
+        generation = source.generation
+        assert source._writer is not None
+        source._writer.transport.abort()  # the socket dies with 30 unacked deliveries buffered
+        await eventually(
+            lambda: _true(source.generation > generation and source.connected), what="reconnected"
+        )
+        await publish(broker, "releases", later)
+        # The broker redelivers the 30 to the new connection, then the 10 new ones arrive.
+        await eventually(lambda: _true(consumer.stats["releases"].received >= 70), what="redeliveries")
+    finally:
+        await consumer.stop()
+        await connection.close()
+    assert await count_rows(clean_postgres) == 40
+    assert await queue_depth(broker, "tableinator.releases") == 0
+    assert await queue_depth(broker, "tableinator.releases.dlq") == 0
+
+
 def replica_workload() -> list[bytes]:
     """Releases in two versions with changes, duplicates and shared referenced artists/labels."""
     out = [message("releases", synthetic_release(i, tracks=2), V1).to_bytes() for i in range(1, 401)]
