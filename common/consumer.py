@@ -83,7 +83,7 @@ _CONTROL: Final = (FileComplete, ExtractionComplete)
 # `"kind": "file_complete"` / `"extraction_complete"`: a small body with this mark ends the batch
 # early (a record that merely contains it only costs an early flush).
 _CONTROL_MARK: Final = b'_complete"'
-_CONTROL_MAX_BYTES: Final = 4096
+_CONTROL_MAX_BYTES: Final = 1024
 
 
 def _looks_like_control(body: bytes) -> bool:

@@ -254,12 +254,13 @@ async def test_two_tableinator_replicas_end_in_the_same_state_as_one(
     async def run(replicas: int) -> list[tuple[int, str, str]]:
         async with clean_postgres.connection() as conn:
             await conn.execute("TRUNCATE releases")
-        await publish(broker, "releases", workload)
         connections = [await new_connection() for _ in range(replicas)]
         consumers = [
             await started(build_tableinator(clean_postgres, c, pg_settings(BATCH_SIZE=25)))
             for c in connections
         ]
+        # Published once every replica is consuming (a fast replica alone could drain it all first).
+        await publish(broker, "releases", workload)
         try:
             await eventually(
                 lambda: _true(sum(c.stats["releases"].received for c in consumers) >= len(workload)),
@@ -288,11 +289,11 @@ async def test_two_graphinator_replicas_end_in_the_same_state_as_one(
 
     async def run(replicas: int) -> tuple[list[Any], list[Any]]:
         await clean_neo4j.execute_query("MATCH (n) DETACH DELETE n")
-        await publish(broker, "releases", workload)
         connections = [await new_connection() for _ in range(replicas)]
         consumers = [
             await started(build_graphinator(clean_neo4j, c, neo_settings(BATCH_SIZE=25))) for c in connections
         ]
+        await publish(broker, "releases", workload)  # once every replica is consuming
         try:
             await eventually(
                 lambda: _true(
