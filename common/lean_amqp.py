@@ -26,6 +26,7 @@ from typing import Any, Final
 from urllib.parse import unquote, urlsplit
 
 from pamqp import commands, frame
+from pamqp.common import FieldTable
 from pamqp.header import ContentHeader, ProtocolHeader
 
 from common.logging import get_logger
@@ -39,6 +40,92 @@ _U64: Final = struct.Struct(">Q")
 _ACK: Final = struct.Struct(">BHIHHQB")  # method frame: Basic.Ack (60, 80), delivery tag, multiple
 _FRAME_END: Final = 0xCE
 _READ_CHUNK: Final = 1 << 18
+
+
+@dataclass(frozen=True, slots=True)
+class AmqpAddress:
+    host: str
+    port: int
+    user: str
+    password: str
+    vhost: str
+
+    @classmethod
+    def from_url(cls, amqp_url: str, who: str) -> AmqpAddress:
+        parts = urlsplit(amqp_url)
+        if parts.scheme != "amqp":
+            raise ValueError(f"{who} speaks plain amqp:// only")
+        path = parts.path[1:] if parts.path.startswith("/") else parts.path
+        return cls(
+            host=parts.hostname or "127.0.0.1",
+            port=parts.port or 5672,
+            user=unquote(parts.username or "guest"),
+            password=unquote(parts.password or "guest"),
+            vhost=unquote(path) if path else "/",
+        )
+
+
+async def read_method(reader: asyncio.StreamReader) -> Any:
+    """The next method frame (decoded by pamqp), skipping heartbeats and other frames."""
+    while True:
+        head = await reader.readexactly(7)
+        kind, _, size = _HEAD.unpack(head)
+        payload = await reader.readexactly(size + 1)
+        if kind == 1:
+            return frame.unmarshal(head + payload)[2]
+
+
+async def open_channel(
+    address: AmqpAddress, product: str, capabilities: FieldTable, timeout: float = 15.0
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter, int]:
+    """TCP connect, AMQP handshake (PLAIN, heartbeats off: TCP keepalive detects dead peers) and
+    channel 1 opened; returns (reader, writer, frame_max). Used by the lean consumer and the
+    extractor's lean publisher, which then set their own channel mode (qos / confirms)."""
+    reader, writer = await asyncio.wait_for(asyncio.open_connection(address.host, address.port), timeout)
+    sock = writer.get_extra_info("socket")
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+
+    def send(value: Any, channel: int) -> None:
+        writer.write(frame.marshal(value, channel))
+
+    async def handshake() -> int:
+        writer.write(ProtocolHeader().marshal())
+        start = await read_method(reader)
+        if not isinstance(start, commands.Connection.Start):
+            raise ConnectionError(f"unexpected AMQP frame {start!r}")
+        send(
+            commands.Connection.StartOk(
+                client_properties={"product": product, "capabilities": capabilities},
+                mechanism="PLAIN",
+                response=f"\0{address.user}\0{address.password}",
+                locale="en_US",
+            ),
+            0,
+        )
+        tune = await read_method(reader)
+        if isinstance(tune, commands.Connection.Close):
+            raise ConnectionError(f"RabbitMQ refused the connection: {tune.reply_text}")
+        if not isinstance(tune, commands.Connection.Tune):
+            raise ConnectionError(f"unexpected AMQP frame {tune!r}")
+        frame_max = min(tune.frame_max or 131072, 131072)
+        send(commands.Connection.TuneOk(channel_max=tune.channel_max, frame_max=frame_max, heartbeat=0), 0)
+        send(commands.Connection.Open(virtual_host=address.vhost), 0)
+        opened = await read_method(reader)
+        if not isinstance(opened, commands.Connection.OpenOk):
+            raise ConnectionError(f"cannot open vhost {address.vhost!r}: {opened!r}")
+        send(commands.Channel.Open(), _CHANNEL)
+        if not isinstance(await read_method(reader), commands.Channel.OpenOk):
+            raise ConnectionError("cannot open a channel")
+        return frame_max
+
+    try:
+        frame_max = await asyncio.wait_for(handshake(), timeout)
+    except BaseException:
+        writer.close()
+        raise
+    return reader, writer, frame_max
 
 
 @dataclass(slots=True)
@@ -69,15 +156,7 @@ class LeanConsumer:
         on_lost: Callable[[BaseException], None],
         consumer_tag: str | None = None,
     ) -> None:
-        parts = urlsplit(amqp_url)
-        if parts.scheme != "amqp":
-            raise ValueError("LeanConsumer speaks plain amqp:// only")
-        self._host = parts.hostname or "127.0.0.1"
-        self._port = parts.port or 5672
-        self._user = unquote(parts.username or "guest")
-        self._password = unquote(parts.password or "guest")
-        path = parts.path[1:] if parts.path.startswith("/") else parts.path
-        self._vhost = unquote(path) if path else "/"
+        self._address = AmqpAddress.from_url(amqp_url, "LeanConsumer")
         self.queue = queue
         self.prefetch = prefetch
         self._on_delivery = on_delivery
@@ -104,16 +183,18 @@ class LeanConsumer:
         """Connect, open the channel, set the prefetch and start consuming."""
         await self.close()
         self._replies = asyncio.Queue()
-        self._reader, self._writer = await asyncio.wait_for(
-            asyncio.open_connection(self._host, self._port), 15
+        capabilities: FieldTable = {"consumer_cancel_notify": True, "connection.blocked": True}
+        self._reader, self._writer, _ = await open_channel(
+            self._address, "discogsography-consumer", capabilities
         )
-        sock = self._writer.get_extra_info("socket") if self._writer is not None else None
+        sock = self._writer.get_extra_info("socket")
         if sock is not None:
             with contextlib.suppress(OSError):
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 21)
         try:
-            await asyncio.wait_for(self._handshake(), 15)
+            self._send(commands.Basic.Qos(prefetch_count=min(self.prefetch, 65535)))
+            if not isinstance(await asyncio.wait_for(read_method(self._reader), 15), commands.Basic.QosOk):
+                raise ConnectionError("basic.qos refused")
         except BaseException:
             await self.close()
             raise
@@ -128,53 +209,6 @@ class LeanConsumer:
         if not isinstance(reply, commands.Basic.ConsumeOk):
             await self.close()
             raise ConnectionError(f"cannot consume {self.queue!r}: {reply!r}")
-
-    async def _handshake(self) -> None:
-        assert self._writer is not None
-        self._writer.write(ProtocolHeader().marshal())
-        start = await self._read_method()
-        if not isinstance(start, commands.Connection.Start):
-            raise ConnectionError(f"unexpected AMQP frame {start!r}")
-        self._send(
-            commands.Connection.StartOk(
-                client_properties={
-                    "product": "discogsography-consumer",
-                    "capabilities": {"consumer_cancel_notify": True, "connection.blocked": True},
-                },
-                mechanism="PLAIN",
-                response=f"\0{self._user}\0{self._password}",
-                locale="en_US",
-            ),
-            channel=0,
-        )
-        tune = await self._read_method()
-        if isinstance(tune, commands.Connection.Close):
-            raise ConnectionError(f"RabbitMQ refused the connection: {tune.reply_text}")
-        if not isinstance(tune, commands.Connection.Tune):
-            raise ConnectionError(f"unexpected AMQP frame {tune!r}")
-        frame_max = min(tune.frame_max or 131072, 131072)
-        self._send(
-            commands.Connection.TuneOk(channel_max=tune.channel_max, frame_max=frame_max, heartbeat=0), 0
-        )
-        self._send(commands.Connection.Open(virtual_host=self._vhost), 0)
-        opened = await self._read_method()
-        if not isinstance(opened, commands.Connection.OpenOk):
-            raise ConnectionError(f"cannot open vhost {self._vhost!r}: {opened!r}")
-        self._send(commands.Channel.Open())
-        if not isinstance(await self._read_method(), commands.Channel.OpenOk):
-            raise ConnectionError("cannot open a channel")
-        self._send(commands.Basic.Qos(prefetch_count=min(self.prefetch, 65535)))
-        if not isinstance(await self._read_method(), commands.Basic.QosOk):
-            raise ConnectionError("basic.qos refused")
-
-    async def _read_method(self) -> Any:
-        assert self._reader is not None
-        while True:
-            head = await self._reader.readexactly(7)
-            kind, _, size = _HEAD.unpack(head)
-            payload = await self._reader.readexactly(size + 1)
-            if kind == 1:
-                return frame.unmarshal(head + payload)[2]
 
     def _send(self, value: Any, channel: int = _CHANNEL) -> None:
         if self._writer is None or self._writer.is_closing():

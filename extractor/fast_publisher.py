@@ -20,13 +20,14 @@ import contextlib
 import struct
 from collections import deque
 from typing import Any, Final
-from urllib.parse import unquote, urlsplit
 
 import aio_pika
 from pamqp import commands, frame
-from pamqp.header import ContentHeader, ProtocolHeader
+from pamqp.common import FieldTable
+from pamqp.header import ContentHeader
 
 from common.amqp import DLQ_REASON_HEADER, RECORDS_EXCHANGE, declare_all_record_topology, dlq_name
+from common.lean_amqp import AmqpAddress, open_channel, read_method
 from common.logging import get_logger
 from extractor.publisher import CONSUMERS, PublishError
 
@@ -50,15 +51,7 @@ class FastPublisher:
     def __init__(self, amqp_url: str, window: int = 2000) -> None:
         self.amqp_url = amqp_url
         self.window = max(1, window)
-        parts = urlsplit(amqp_url)
-        if parts.scheme != "amqp":
-            raise ValueError("FastPublisher speaks plain amqp:// only (use RecordPublisher for amqps)")
-        self._host = parts.hostname or "127.0.0.1"
-        self._port = parts.port or 5672
-        self._user = unquote(parts.username or "guest")
-        self._password = unquote(parts.password or "guest")
-        path = parts.path[1:] if parts.path.startswith("/") else parts.path
-        self._vhost = unquote(path) if path else "/"
+        self._address = AmqpAddress.from_url(amqp_url, "FastPublisher (use RecordPublisher for amqps)")
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
         self._reader_task: asyncio.Task[None] | None = None
@@ -86,46 +79,14 @@ class FastPublisher:
         async with topology:
             await declare_all_record_topology(await topology.channel())
         self._reset_tracking()
-        self._reader, self._writer = await asyncio.wait_for(
-            asyncio.open_connection(self._host, self._port), 15
+        capabilities: FieldTable = {
+            "publisher_confirms": True,
+            "basic.nack": True,
+            "connection.blocked": True,
+        }
+        self._reader, self._writer, self._frame_max = await open_channel(
+            self._address, "discogsography-extractor", capabilities
         )
-        assert self._writer is not None
-        self._writer.write(ProtocolHeader().marshal())
-        start = await self._read_method()
-        if not isinstance(start, commands.Connection.Start):
-            raise ConnectionError(f"unexpected AMQP frame {start!r}")
-        self._send(
-            commands.Connection.StartOk(
-                client_properties={
-                    "product": "discogsography-extractor",
-                    "capabilities": {
-                        "publisher_confirms": True,
-                        "basic.nack": True,
-                        "connection.blocked": True,
-                    },
-                },
-                mechanism="PLAIN",
-                response=f"\0{self._user}\0{self._password}",
-                locale="en_US",
-            ),
-            channel=0,
-        )
-        tune = await self._read_method()
-        if isinstance(tune, commands.Connection.Close):
-            raise ConnectionError(f"RabbitMQ refused the connection: {tune.reply_text}")
-        if not isinstance(tune, commands.Connection.Tune):
-            raise ConnectionError(f"unexpected AMQP frame {tune!r}")
-        self._frame_max = min(tune.frame_max or 131072, 131072)
-        self._send(
-            commands.Connection.TuneOk(channel_max=tune.channel_max, frame_max=self._frame_max, heartbeat=0),
-            0,
-        )
-        self._send(commands.Connection.Open(virtual_host=self._vhost), 0)
-        opened = await self._read_method()
-        if not isinstance(opened, commands.Connection.OpenOk):
-            raise ConnectionError(f"cannot open vhost {self._vhost!r}: {opened!r}")
-        self._send(commands.Channel.Open(), _CHANNEL)
-        await self._expect(commands.Channel.OpenOk)
         self._send(commands.Confirm.Select(), _CHANNEL)
         await self._expect(commands.Confirm.SelectOk)
         properties = commands.Basic.Properties(content_type="application/json", delivery_mode=2)
@@ -145,10 +106,8 @@ class FastPublisher:
         return kind, channel, head + payload
 
     async def _read_method(self) -> Any:
-        while True:
-            kind, _, raw = await self._read_frame()
-            if kind == 1:
-                return frame.unmarshal(raw)[2]
+        assert self._reader is not None
+        return await read_method(self._reader)
 
     def _send(self, value: Any, channel: int) -> None:
         assert self._writer is not None
