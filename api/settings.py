@@ -65,7 +65,7 @@ class ApiSettings(
     cors_origins: str = Field("", alias="CORS_ORIGINS")  # comma-separated; empty = same origin only
     docs_enabled: bool = Field(True, alias="DOCS_ENABLED")
 
-    # Discogs OAuth and sync (helper 4: api/routers/oauth.py, api/routers/sync.py)
+    # Discogs OAuth and sync (api/routers/oauth.py, api/routers/sync.py)
     discogs_api_url: str = Field(DEFAULT_API_URL, alias="DISCOGS_API_URL")
     discogs_authorize_url: str = Field(DEFAULT_AUTHORIZE_URL, alias="DISCOGS_AUTHORIZE_URL")
     discogs_user_agent: str = Field(DEFAULT_USER_AGENT, alias="DISCOGS_USER_AGENT")

@@ -28,7 +28,7 @@ from tests.integration.api.conftest import make_settings
 pytestmark = pytest.mark.integration
 
 MAX_EXAMPLES = 40
-# Routes that reach Discogs itself (helper 4's, tested against tests/fakes): 502 is their contract.
+# Routes that reach Discogs itself (tested against tests/fakes): 502 is their contract.
 EXTERNAL_PREFIXES = ("/api/oauth",)
 CHECKS = [
     not_a_server_error,
