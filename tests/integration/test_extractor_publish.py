@@ -49,6 +49,9 @@ async def channel(amqp_connection: Any) -> AsyncIterator[Any]:
         queue = await ch.declare_queue(name, passive=True)
         await queue.purge()
     yield ch
+    # Leave the broker as found: later tests count what the consumers receive.
+    for name in ALL_QUEUES:
+        await (await ch.declare_queue(name, passive=True)).purge()
     await ch.close()
 
 

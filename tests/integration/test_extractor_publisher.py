@@ -28,6 +28,9 @@ async def channel(amqp_connection: Any) -> Any:
     for name in QUEUES:
         await (await ch.declare_queue(name, passive=True)).purge()
     yield ch
+    # Leave the broker as found: later tests count what the consumers receive.
+    for name in QUEUES:
+        await (await ch.declare_queue(name, passive=True)).purge()
     await ch.close()
 
 
