@@ -34,6 +34,7 @@ import contextlib
 import functools
 import gc
 import os
+import signal
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
@@ -56,6 +57,7 @@ from common.amqp import (
     dlq_name,
     record_queue_name,
 )
+from common.health import HealthServer, ReadyCheck
 from common.lean_amqp import Delivery, LeanConsumer
 from common.logging import get_logger
 from common.messages import (
@@ -65,6 +67,7 @@ from common.messages import (
     RecordMessage,
     parse_pipeline_message,
 )
+from common.readiness import amqp_check
 from common.retry import backoff_delay
 from common.writes import WriteResult
 
@@ -758,3 +761,32 @@ async def wait_until_settled(
         if current != last:
             last, last_change = current, loop.time()
     return last
+
+
+async def serve_until_stopped(
+    consumer: BatchConsumer,
+    connection: AbstractRobustConnection,
+    health_host: str,
+    health_port: int,
+    store_checks: dict[str, ReadyCheck],
+) -> None:
+    """Run a worker's consumer with its health server until SIGTERM/SIGINT, then stop both cleanly
+    (pending batches flushed and acked). The caller closes its own clients afterwards."""
+    health = HealthServer(
+        consumer.name,
+        health_host,
+        health_port,
+        ready_checks={**store_checks, "rabbitmq": amqp_check(connection)},
+        status=consumer.status,
+        registry=consumer.registry,
+    )
+    await health.start()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, consumer.request_stop)
+    try:
+        await consumer.start()
+        await consumer.run_until_stopped()
+    finally:
+        await consumer.stop()
+        await health.stop()

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import signal
 from collections.abc import Sequence
 from typing import Any
 
@@ -12,11 +10,16 @@ from neo4j.exceptions import DriverError, Neo4jError, ServiceUnavailable, Sessio
 from pydantic import Field
 
 from common.clients import create_amqp_connection, create_neo4j_driver
-from common.consumer import BatchConsumer, ConsumerSettings, tune_gc_for_batches, wait_until_settled
-from common.health import HealthServer
+from common.consumer import (
+    BatchConsumer,
+    ConsumerSettings,
+    serve_until_stopped,
+    tune_gc_for_batches,
+    wait_until_settled,
+)
 from common.logging import configure_logging, get_logger
 from common.messages import ExtractionComplete, FileComplete, RecordMessage
-from common.readiness import amqp_check, neo4j_check
+from common.readiness import neo4j_check
 from common.settings import AmqpSettings, BaseServiceSettings, ConnectRetrySettings, Neo4jSettings
 from common.writes import WriteResult
 from graphinator.writer import LABELS, remove_stale, write_batch
@@ -109,23 +112,10 @@ async def run(settings: GraphinatorSettings | None = None) -> None:
     driver = await create_neo4j_driver(settings, attempts=settings.connect_attempts)
     connection = await create_amqp_connection(settings, attempts=settings.connect_attempts)
     consumer = build_consumer(driver, connection, settings)
-    health = HealthServer(
-        "graphinator",
-        settings.health_host,
-        settings.health_port,
-        ready_checks={"neo4j": neo4j_check(driver), "rabbitmq": amqp_check(connection)},
-        status=consumer.status,
-        registry=consumer.registry,
-    )
-    await health.start()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, consumer.request_stop)
     try:
-        await consumer.start()
-        await consumer.run_until_stopped()
+        await serve_until_stopped(
+            consumer, connection, settings.health_host, settings.health_port, {"neo4j": neo4j_check(driver)}
+        )
     finally:
-        await consumer.stop()
-        await health.stop()
         await connection.close()
         await driver.close()

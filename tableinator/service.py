@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import signal
 from collections.abc import Sequence
 from typing import Any
 
@@ -14,11 +12,16 @@ from psycopg_pool import AsyncConnectionPool
 from pydantic import Field
 
 from common.clients import create_amqp_connection, create_postgres_pool
-from common.consumer import BatchConsumer, ConsumerSettings, tune_gc_for_batches, wait_until_settled
-from common.health import HealthServer
+from common.consumer import (
+    BatchConsumer,
+    ConsumerSettings,
+    serve_until_stopped,
+    tune_gc_for_batches,
+    wait_until_settled,
+)
 from common.logging import configure_logging, get_logger
 from common.messages import ExtractionComplete, FileComplete, RecordMessage
-from common.readiness import amqp_check, postgres_check
+from common.readiness import postgres_check
 from common.settings import AmqpSettings, BaseServiceSettings, ConnectRetrySettings, PostgresSettings
 from common.writes import WriteResult
 from tableinator.writer import TABLES, RawRecord, decode_message, remove_stale, write_batch
@@ -99,23 +102,14 @@ async def run(settings: TableinatorSettings | None = None) -> None:
     pool = await create_postgres_pool(settings, min_size=2, max_size=8, attempts=settings.connect_attempts)
     connection = await create_amqp_connection(settings, attempts=settings.connect_attempts)
     consumer = build_consumer(pool, connection, settings)
-    health = HealthServer(
-        "tableinator",
-        settings.health_host,
-        settings.health_port,
-        ready_checks={"postgres": postgres_check(pool), "rabbitmq": amqp_check(connection)},
-        status=consumer.status,
-        registry=consumer.registry,
-    )
-    await health.start()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, consumer.request_stop)
     try:
-        await consumer.start()
-        await consumer.run_until_stopped()
+        await serve_until_stopped(
+            consumer,
+            connection,
+            settings.health_host,
+            settings.health_port,
+            {"postgres": postgres_check(pool)},
+        )
     finally:
-        await consumer.stop()
-        await health.stop()
         await connection.close()
         await pool.close()
