@@ -70,6 +70,8 @@ async def cached(
         future.set_result(value)
     finally:
         del _inflight[key]
+    if value is None:
+        return value  # "not found" is not cached: a record ingested a moment later must show up
     try:
         await redis_client.set(key, orjson.dumps(value), ex=ttl_s)
     except Exception as exc:

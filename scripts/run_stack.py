@@ -17,6 +17,7 @@ import argparse
 import contextlib
 import importlib.util
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -30,6 +31,7 @@ LOCAL = Path(os.environ.get("DISCOGSOGRAPHY_LOCAL_DIR", ROOT / ".local"))
 LOGS = LOCAL / "logs"
 PIDFILE = LOCAL / "run" / "stack.pid"
 DEMO_SOURCE = LOCAL / "demo-source"
+DEMO_DATA = LOCAL / "demo-data"  # the demo's own extractor state, apart from a real dump's
 FAKE_DISCOGS_PORT = int(os.environ.get("FAKE_DISCOGS_PORT", "8090"))
 
 
@@ -61,6 +63,32 @@ def demo_source() -> Path:
     return DEMO_SOURCE
 
 
+def graph_is_empty() -> bool:
+    """True when Neo4j holds no release (e.g. `make test` emptied the shared local stores)."""
+    from neo4j import GraphDatabase  # noqa: PLC0415
+
+    from common.settings import Neo4jSettings  # noqa: PLC0415 - only the demo needs it
+
+    settings = Neo4jSettings()
+    auth = (settings.neo4j_username, settings.neo4j_password.get_secret_value())
+    try:
+        with GraphDatabase.driver(settings.neo4j_uri, auth=auth) as driver:
+            records, _, _ = driver.execute_query("MATCH (r:Release) RETURN count(r) > 0 AS any")
+            return not records[0]["any"]
+    except Exception:  # an unreachable store is reported by the services themselves
+        return False
+
+
+def demo_data_dir() -> Path:
+    """The demo extractor's data dir; its state is reset when the stores were emptied since, so the
+    samples are ingested again instead of being skipped as an already completed version."""
+    if DEMO_DATA.exists() and graph_is_empty():
+        shutil.rmtree(DEMO_DATA)
+        print("[run] the graph is empty: the demo samples will be ingested again")
+    DEMO_DATA.mkdir(parents=True, exist_ok=True)
+    return DEMO_DATA
+
+
 def services() -> list[Service]:
     fake = os.environ.get("DEMO_FAKE_DISCOGS", "1") == "1"
     discogs_env: dict[str, str] = {}
@@ -69,8 +97,10 @@ def services() -> list[Service]:
         discogs_env = {"DISCOGS_API_URL": base, "DISCOGS_AUTHORIZE_URL": f"{base}/oauth/authorize"}
     # The extractor stays up after ingesting (health on 8000) and re-checks its source periodically.
     extractor_args: list[str] = []
-    if not os.environ.get("DISCOGS_DATA_URL"):
-        extractor_args = ["--source", os.environ.get("EXTRACTOR_SOURCE_DIR") or str(demo_source())]
+    if os.environ.get("EXTRACTOR_SOURCE_DIR"):
+        extractor_args = ["--source", os.environ["EXTRACTOR_SOURCE_DIR"]]
+    elif not os.environ.get("DISCOGS_DATA_URL"):
+        extractor_args = ["--source", str(demo_source()), "--data-dir", str(demo_data_dir())]
     listed = [
         Service("fake-discogs", "tests.fakes.discogs_api", ["--port", str(FAKE_DISCOGS_PORT)])
         if fake

@@ -78,3 +78,18 @@ async def test_a_cancelled_leader_leaves_the_waiters_to_compute(redis_client: ai
     with pytest.raises(asyncio.CancelledError):
         await leader
     await redis_client.delete(key)
+
+
+async def test_not_found_is_not_cached(redis_client: aioredis.Redis) -> None:
+    key = cache_key("test", uuid.uuid4().hex)
+    answers: list[dict[str, int] | None] = [None, {"id": 1}]
+
+    async def lookup() -> dict[str, int] | None:
+        return answers.pop(0)
+
+    assert await cached(redis_client, "test", key, 60, lookup) is None
+    assert await redis_client.exists(key) == 0
+    # The record arrives: the next request sees it at once, not after the TTL.
+    assert await cached(redis_client, "test", key, 60, lookup) == {"id": 1}
+    assert await redis_client.exists(key) == 1
+    await redis_client.delete(key)
