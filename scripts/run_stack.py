@@ -189,7 +189,21 @@ def configure_demo_discogs() -> None:
     print("[run] Discogs consumer key set to the local fake's demo app (user `demo`)")
 
 
+def running_supervisor() -> int | None:
+    """The pid of a supervisor that is already running, if any."""
+    try:
+        pid = int(PIDFILE.read_text())
+        os.kill(pid, 0)
+    except (FileNotFoundError, ValueError, ProcessLookupError):
+        return None
+    return pid
+
+
 def supervise() -> int:
+    if (pid := running_supervisor()) is not None:
+        print(f"[run] already running (supervisor pid {pid}); `make stop` first")
+        print_urls()
+        return 0
     configure_demo_discogs()
     running = services()
     PIDFILE.parent.mkdir(parents=True, exist_ok=True)
@@ -263,6 +277,10 @@ def stop_running() -> int:
 
 
 def detach() -> int:
+    if (pid := running_supervisor()) is not None:
+        print(f"[run] already running (supervisor pid {pid}); `make stop` first")
+        print_urls()
+        return 0
     LOGS.mkdir(parents=True, exist_ok=True)
     log = (LOGS / "supervisor.log").open("ab")
     subprocess.Popen(  # noqa: S603 - this same script
