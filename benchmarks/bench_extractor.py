@@ -1,5 +1,6 @@
-"""End-to-end extractor throughput: parse (worker process) + publish with confirms into this
-stack's RabbitMQ (quorum queues of both consumers), on a synthetic current-layout dump.
+"""End-to-end extractor throughput: parse (a pool of parse processes) + publish `records`
+messages with confirms into this stack's RabbitMQ (quorum queues of both consumers), on a
+synthetic current-layout dump. PARSE_WORKERS / MESSAGE_RECORDS from the environment apply.
 
     eval "$(scripts/stack-env.sh <OFFSET>)"
     python benchmarks/bench_extractor.py [--releases N] [--window W]   (or BENCH_RELEASES)
@@ -78,6 +79,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "benchmark": "extractor_end_to_end",
         "releases": args.releases,
         "window": args.window,
+        "parse_workers": settings.parse_workers or os.cpu_count(),
+        "message_records": settings.message_records,
     }
     per_type = {}
     total_records = 0
@@ -108,7 +111,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--releases", type=int, default=int(os.environ.get("BENCH_RELEASES", "100000")))
-    parser.add_argument("--window", type=int, default=int(os.environ.get("PUBLISH_WINDOW", "2000")))
+    parser.add_argument("--window", type=int, default=int(os.environ.get("PUBLISH_WINDOW", "10000")))
     parser.add_argument("--types", default=",".join(DATA_TYPES))
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     args = parser.parse_args()

@@ -1,5 +1,6 @@
 """Shared harness of bench_graphinator / bench_tableinator: pre-fill `<consumer>.releases` with N
-synthetic releases, start the real worker (`python -m <consumer>`), time the drain.
+synthetic releases in `records` messages of 100 (what the extractor sends; env
+BENCH_MESSAGE_RECORDS), start the real worker (`python -m <consumer>`), time the drain.
 
 Synthetic ids start at 10^9 so a run never touches real data; they are removed before and after.
 Prints ONE JSON line: records/s, batch p50/p99 latency, the worker's peak RSS.
@@ -26,7 +27,7 @@ import orjson
 
 from common.amqp import declare_all_record_topology, declare_records_exchange
 from common.clients import create_amqp_connection
-from common.messages import RecordMessage
+from common.messages import record_item_bytes, records_body
 from common.settings import AmqpSettings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -84,12 +85,17 @@ def release(i: int) -> dict[str, Any]:
     }  # fmt: skip
 
 
-def body(i: int) -> bytes:
-    record = release(i)
-    sha = hashlib.sha256(orjson.dumps(record, option=orjson.OPT_SORT_KEYS)).hexdigest()
-    return RecordMessage(
-        type="releases", id=record["id"], sha256=sha, version=VERSION, record=record
-    ).to_bytes()
+def item(i: int) -> bytes:
+    """One release as an element of a `records` message (canonical JSON, its hash)."""
+    data = orjson.dumps(release(i), option=orjson.OPT_SORT_KEYS)
+    return record_item_bytes(BASE + i, hashlib.sha256(data).hexdigest(), data)
+
+
+def bodies(n: int, per_message: int) -> list[bytes]:
+    return [
+        records_body("releases", VERSION, [item(i) for i in range(start, min(n, start + per_message))])
+        for start in range(0, n, per_message)
+    ]
 
 
 def free_port() -> int:
@@ -100,20 +106,21 @@ def free_port() -> int:
 
 
 async def prefill(consumer: str, n: int) -> None:
-    """Publish n release messages (confirmed, pipelined) so they sit in `<consumer>.releases`."""
+    """Publish n releases (confirmed, pipelined) so they sit in `<consumer>.releases`."""
     connection = await create_amqp_connection(AmqpSettings(), attempts=3)
     channel = await connection.channel(publisher_confirms=True)
     await declare_all_record_topology(channel)
     for name in ("graphinator.releases", "tableinator.releases"):
         await (await channel.declare_queue(name, passive=True)).purge()
     exchange = await declare_records_exchange(channel)
-    window = 2000
-    for start in range(0, n, window):
+    messages = bodies(n, int(os.environ.get("BENCH_MESSAGE_RECORDS", "100")))
+    window = 200
+    for start in range(0, len(messages), window):
         await asyncio.gather(
             *(
-                exchange.publish(aio_pika.Message(body(i), delivery_mode=aio_pika.DeliveryMode.PERSISTENT),
+                exchange.publish(aio_pika.Message(b, delivery_mode=aio_pika.DeliveryMode.PERSISTENT),
                                  routing_key="releases")
-                for i in range(start, min(n, start + window))
+                for b in messages[start : start + window]
             )
         )  # fmt: skip
     other = "tableinator" if consumer == "graphinator" else "graphinator"

@@ -1,12 +1,16 @@
 """A batching record consumer, shared by graphinator and tableinator (design §3-§4).
 
 Per data type: its own AMQP connection (`common.lean_amqp`: deliveries decoded by hand, no
-per-message objects beyond the body), prefetch >= 2 x batch size, its own queue
-`<consumer>.<type>`, and one worker task. Deliveries are appended to a buffer by the socket
-reader; the worker takes a batch when the buffer holds `batch_size` deliveries or its oldest has
-waited `batch_max_latency` seconds (one timer per batch, none per message), decodes it (`decode`
-hook: the service's own fast form of a record, or a `RecordMessage`), and hands it to the writer.
-At most one batch commits while the next one is received and decoded.
+per-message objects beyond the body), its own queue `<consumer>.<type>`, and one worker task.
+Batches are counted in records: a `records` message (several records, what the extractor sends)
+weighs its `count`, any other message 1. Deliveries are appended to a buffer by the socket reader;
+the worker takes whole deliveries when the buffer holds `batch_size` records (or as many messages
+as the prefetch lets arrive) or its oldest has waited `batch_max_latency` seconds (one timer per
+batch, none per message), decodes them (`decode` hook: the service's own fast form of a record, a
+list of them, or a `RecordMessage`), and hands the records to the writer. The prefetch (in
+messages) follows the records per message seen, so it always holds about
+(batch concurrency + 1) x batch size records. Up to `batch_concurrency` batches commit while the
+next one is received and decoded.
 
 Delivery guarantees:
 - A record is acked only after the store transaction that contains it committed (one
@@ -19,7 +23,8 @@ Delivery guarantees:
   exchange with the reason in `DLQ_REASON_HEADER`, confirmed, then the original is acked): a body
   that is not a valid message at once; a record the writer rejects by itself; and when a whole
   batch fails permanently, the batch is bisected until the failing record(s) are isolated, so the
-  rest of the batch lands.
+  rest of the batch lands. A failing record of a `records` message is dead-lettered alone, as a
+  single `record` message; the other records of its message land.
 - Control messages (`file_complete`, `extraction_complete`) flush the pending records first, then
   run the hook, then are acked.
 - A lost broker connection drops the deliveries not yet committed (the broker redelivers them; an
@@ -61,11 +66,15 @@ from common.health import HealthServer, ReadyCheck
 from common.lean_amqp import Delivery, LeanConsumer
 from common.logging import get_logger
 from common.messages import (
+    RECORDS_BODY_PREFIX,
     ExtractionComplete,
     FileComplete,
     PipelineMessage,
+    RecordBatch,
     RecordMessage,
     parse_pipeline_message,
+    records_count_hint,
+    single_record_body,
 )
 from common.readiness import amqp_check
 from common.retry import backoff_delay
@@ -74,7 +83,8 @@ from common.writes import WriteResult
 log = get_logger(__name__)
 
 WriteFn = Callable[[str, Sequence[Any]], Awaitable[WriteResult]]
-# bytes -> a record (whatever the writer takes), FileComplete or ExtractionComplete; ValueError = invalid.
+# bytes -> a record (whatever the writer takes), a list of them (a `records` message), FileComplete
+# or ExtractionComplete; ValueError = invalid.
 DecodeFn = Callable[[bytes], Any]
 TransientFn = Callable[[BaseException], bool]
 FileHook = Callable[[FileComplete], Awaitable[None]]
@@ -87,6 +97,9 @@ _CONTROL: Final = (FileComplete, ExtractionComplete)
 # early (a record that merely contains it only costs an early flush).
 _CONTROL_MARK: Final = b'_complete"'
 _CONTROL_MAX_BYTES: Final = 1024
+# Until deliveries say otherwise, expect `records` messages of about this many records (the
+# extractor's default): the first prefetch is then small, never thousands of big messages.
+INITIAL_RECORDS_PER_MESSAGE: Final = 100.0
 
 
 def _looks_like_control(body: bytes) -> bool:
@@ -100,15 +113,28 @@ class ConsumerSettings(BaseSettings):
 
     batch_size: int = Field(1000, alias="BATCH_SIZE", ge=1, le=50_000)
     batch_max_latency: float = Field(0.5, alias="BATCH_MAX_LATENCY", gt=0, le=60)
-    prefetch: int = Field(0, alias="PREFETCH", ge=0, description="0 = (batch concurrency + 1) x batch size")
+    prefetch: int = Field(
+        0, alias="PREFETCH", ge=0, description="messages; 0 = adapt to the records per message seen"
+    )
     batch_concurrency: int = Field(1, alias="BATCH_CONCURRENCY", ge=1, le=8)
     retry_backoff_max: float = Field(30.0, alias="RETRY_BACKOFF_MAX", gt=0)
     consume_types: str = Field(",".join(DATA_TYPES), alias="CONSUME_TYPES")
 
     @property
     def effective_prefetch(self) -> int:
+        """The most messages ever prefetched: enough single-record messages for every batch in
+        flight plus the next one (an explicit PREFETCH below that is raised to it)."""
         floor = self.batch_size * max(2, self.batch_concurrency + 1)
         return max(self.prefetch, floor) if self.prefetch else floor
+
+    def prefetch_for(self, records_per_message: float) -> int:
+        """Messages to prefetch when messages carry `records_per_message` records on average:
+        the same number of records as `effective_prefetch` single-record messages."""
+        if self.prefetch:
+            return self.effective_prefetch
+        slots = max(2, self.batch_concurrency + 1)
+        wanted = -(-self.batch_size * slots // max(1, int(records_per_message)))
+        return max(2 * slots, min(self.effective_prefetch, wanted))
 
     @property
     def data_types(self) -> tuple[str, ...]:
@@ -152,7 +178,10 @@ class _Metrics:
         labels = ["type"]
         prefix = f"{consumer}_"
         self.received = Counter(
-            prefix + "messages_received", "Deliveries taken from the queue", labels, registry=registry
+            prefix + "messages_received",
+            "Records taken from the queue (a records message counts each)",
+            labels,
+            registry=registry,
         )
         self.records = Counter(
             prefix + "records", "Records settled, by outcome", [*labels, "outcome"], registry=registry
@@ -196,6 +225,9 @@ class _Lane:
     wake: asyncio.Event = field(default_factory=asyncio.Event)  # the buffer is no longer empty
     full: asyncio.Event = field(default_factory=asyncio.Event)  # the buffer holds a whole batch
     urgent: bool = False  # a control message is buffered: take the batch without waiting
+    weight: int = 0  # records in the buffer (a `records` message counts as its records)
+    per_message: float = INITIAL_RECORDS_PER_MESSAGE  # running mean of records per message
+    seen: int = 0  # deliveries in that mean (capped: it follows a change of producer)
     first_at: float = 0.0  # time.monotonic() when the oldest buffered delivery arrived
     # batches committing, oldest first (at most `batch_concurrency`); each acks after the one before
     inflight: deque[asyncio.Task[list[tuple[Delivery, Any]]]] = field(default_factory=deque)
@@ -256,7 +288,7 @@ class BatchConsumer:
             lane.source = LeanConsumer(
                 url,
                 record_queue_name(self.name, data_type),
-                self.settings.effective_prefetch,
+                self.settings.prefetch_for(lane.per_message),
                 on_delivery=functools.partial(self._on_delivery, lane, self.stats[data_type]),
                 on_lost=functools.partial(self._on_lost, data_type),
                 consumer_tag=f"{self.name}.{data_type}-{os.getpid()}-{id(self):x}",
@@ -271,7 +303,8 @@ class BatchConsumer:
             consumer=self.name,
             types=list(self.data_types),
             batch_size=self.settings.batch_size,
-            prefetch=self.settings.effective_prefetch,
+            prefetch=self.settings.prefetch_for(INITIAL_RECORDS_PER_MESSAGE),
+            prefetch_max=self.settings.effective_prefetch,
         )
 
     async def _declare(self, data_type: str) -> None:
@@ -326,7 +359,10 @@ class BatchConsumer:
     def _on_delivery(self, lane: _Lane, stats: TypeStats, delivery: Delivery) -> None:
         buffer = lane.buffer
         buffer.append(delivery)
-        stats.received += 1
+        weight = records_count_hint(delivery.body)
+        lane.weight += weight
+        stats.received += weight
+        self._adapt_prefetch(lane, weight)
         stats.last_message_at = now = time.time()
         if stats.first_message_at is None:
             stats.first_message_at = now
@@ -334,7 +370,7 @@ class BatchConsumer:
         if size == 1:
             lane.first_at = time.monotonic()
             lane.wake.set()
-        if size >= self.settings.batch_size:
+        if lane.weight >= self.settings.batch_size or size >= self._batch_messages(lane):
             lane.full.set()
         elif _looks_like_control(delivery.body):
             lane.urgent = True  # (probably) a control message: settle what is before it now
@@ -344,6 +380,7 @@ class BatchConsumer:
         """The connection of `data_type` died: what it delivered is redelivered by the broker."""
         lane = self._lanes[data_type]
         lane.buffer.clear()
+        lane.weight = 0
         lane.wake.set()
         if self._stopping.is_set():
             return
@@ -377,6 +414,23 @@ class BatchConsumer:
                 continue
             log.info("consumer_reconnected", consumer=self.name, data_type=data_type, attempt=attempt)
             return
+
+    def _batch_messages(self, lane: _Lane) -> int:
+        """Messages that make a full batch when the records do not: the prefetch shared by the
+        batches in flight and the next one (more never arrive before an ack)."""
+        slots = max(2, self.settings.batch_concurrency + 1)
+        return max(1, lane.source.prefetch // slots)
+
+    def _adapt_prefetch(self, lane: _Lane, weight: int) -> None:
+        """Follow the records per message seen (the first delivery sets it; later ones move a
+        running mean), so the prefetch always holds about the same number of records:
+        single-record messages from older producers and tests still batch well."""
+        lane.seen = min(lane.seen + 1, 32)
+        lane.per_message += (weight - lane.per_message) / lane.seen
+        wanted = self.settings.prefetch_for(lane.per_message)
+        current = lane.source.prefetch
+        if wanted > current * 1.5 or wanted < current / 1.5:
+            lane.source.set_prefetch(wanted)
 
     # ---- health ------------------------------------------------------------------------------
 
@@ -433,7 +487,12 @@ class BatchConsumer:
                     continue
                 # A full batch, or whatever arrived once the oldest waited `latency` (one timer per
                 # batch, none per message); on stop, whatever is there.
-                while len(buffer) < batch_size and not lane.urgent and not self._stopping.is_set():
+                while (
+                    lane.weight < batch_size
+                    and len(buffer) < self._batch_messages(lane)
+                    and not lane.urgent
+                    and not self._stopping.is_set()
+                ):
                     left = lane.first_at + latency - time.monotonic()
                     if left <= 0:
                         break
@@ -443,8 +502,9 @@ class BatchConsumer:
                 if not buffer:
                     continue
                 lane.full.clear()
-                take = min(batch_size, len(buffer))
-                batch = [buffer.popleft() for _ in range(take)]
+                batch, weight = _take_batch(buffer, batch_size)
+                lane.weight = max(0, lane.weight - weight)
+                take = weight
                 if buffer:
                     lane.first_at = time.monotonic()
                 if lane.urgent:
@@ -469,6 +529,9 @@ class BatchConsumer:
                 message = decode(delivery.body)
             except ValueError as exc:
                 await self._dead_letter(data_type, delivery, f"invalid message: {exc}")
+                continue
+            if isinstance(message, list):  # a `records` message
+                records.extend((delivery, m) for m in message)
                 continue
             if not isinstance(message, _CONTROL):
                 records.append((delivery, message))
@@ -531,11 +594,15 @@ class BatchConsumer:
         stats = self.stats[data_type]
         result = await self._resolve(data_type, [m for _, m in pending])
         if result.rejected:
+            # Each rejected record goes to the DLQ alone (its message may carry others that
+            # landed); the batch's ack below settles its delivery.
             by_identity = {id(m): delivery for delivery, m in pending}
             for message, reason in result.rejected:
                 delivery = by_identity.get(id(message))
                 if delivery is not None:
-                    await self._dead_letter(data_type, delivery, reason)
+                    alone = not delivery.body.startswith(RECORDS_BODY_PREFIX)  # as it came
+                    body = None if alone else single_record_body(message)
+                    await self._dead_letter(data_type, delivery, reason, body=body, ack=False)
         if previous is not None:
             try:
                 abandoned = bool(await previous)
@@ -672,8 +739,11 @@ class BatchConsumer:
             # The connection died since: the broker redelivers, and writes are idempotent.
             log.warning("ack_skipped_redelivery_expected", consumer=self.name, data_type=data_type)
 
-    async def _dead_letter(self, data_type: str, incoming: Delivery, reason: str) -> None:
-        """Republish to `<queue>.dlq` with the reason (confirmed), then ack the original."""
+    async def _dead_letter(
+        self, data_type: str, incoming: Delivery, reason: str, *, body: bytes | None = None, ack: bool = True
+    ) -> None:
+        """Republish `body` (default: the delivery's) to `<queue>.dlq` with the reason (confirmed),
+        then ack the original unless `ack` is False (a batch ack covers it)."""
         queue = f"{self.name}.{data_type}"
         props = incoming.properties()
         headers: dict[str, Any] = dict(props.headers or {})
@@ -681,7 +751,7 @@ class BatchConsumer:
         headers[CONSUMER_HEADER] = self.name
         headers[ROUTING_KEY_HEADER] = incoming.routing_key or data_type
         dead = aio_pika.Message(
-            body=incoming.body,
+            body=incoming.body if body is None else body,
             headers=headers,
             content_type=props.content_type or "application/json",
             delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
@@ -704,14 +774,68 @@ class BatchConsumer:
         self.stats[data_type].dead_lettered += 1
         self.metrics.dlq.labels(data_type).inc()
         log.warning("message_dead_lettered", consumer=self.name, data_type=data_type, reason=reason[:500])
-        self._ack(data_type, incoming)
+        if ack:
+            self._ack(data_type, incoming)
 
 
 _RECORD_KEYS: Final = frozenset(("schema_version", "kind", "type", "id", "sha256", "version", "record"))
+_BATCH_KEYS: Final = frozenset(("schema_version", "kind", "count", "type", "version", "records"))
+_ITEM_KEYS: Final = frozenset(("id", "sha256", "record"))
 
 
-def decode_message(body: bytes) -> PipelineMessage:
-    """`parse_pipeline_message` with a cheap path for record messages (the hot path).
+def _take_batch(buffer: deque[Delivery], batch_size: int) -> tuple[list[Delivery], int]:
+    """Whole deliveries from the front of `buffer` until they hold `batch_size` records (at least
+    one delivery); returns them and their record count."""
+    batch: list[Delivery] = []
+    weight = 0
+    while buffer and (not batch or weight < batch_size):
+        delivery = buffer.popleft()
+        batch.append(delivery)
+        weight += records_count_hint(delivery.body)
+    return batch, weight
+
+
+def _fast_batch(data: dict[str, Any]) -> list[RecordMessage] | None:
+    """The records of a well-formed `records` body, or None to let pydantic say what is wrong."""
+    items = data["records"]
+    kind_type, version, schema = data["type"], data["version"], data["schema_version"]
+    if not (
+        type(items) is list
+        and items
+        and data["count"] == len(items)
+        and type(kind_type) is str
+        and type(version) is str
+        and type(schema) is int
+    ):
+        return None
+    out: list[RecordMessage] = []
+    for item in items:
+        if not (
+            type(item) is dict
+            and item.keys() == _ITEM_KEYS
+            and type(item["id"]) is int
+            and type(item["sha256"]) is str
+            and len(item["sha256"]) == 64
+            and type(item["record"]) is dict
+        ):
+            return None
+        out.append(
+            RecordMessage.model_construct(
+                schema_version=schema,
+                kind="record",
+                type=kind_type,
+                id=item["id"],
+                sha256=item["sha256"],
+                version=version,
+                record=item["record"],
+            )
+        )
+    return out
+
+
+def decode_message(body: bytes) -> PipelineMessage | list[RecordMessage]:
+    """`parse_pipeline_message` with a cheap path for record messages (the hot path); a
+    `records` message becomes the list of its records as `RecordMessage`s.
 
     The record shape is checked by hand (the same rules as the pydantic model: exact keys, an
     int id, a 64-character sha256, a dict record) and the model is built without re-validation;
@@ -734,7 +858,12 @@ def decode_message(body: bytes) -> PipelineMessage:
         and type(data["schema_version"]) is int
     ):
         return RecordMessage.model_construct(**data)
-    return parse_pipeline_message(body)
+    if type(data) is dict and data.get("kind") == "records" and data.keys() == _BATCH_KEYS:
+        fast = _fast_batch(data)
+        if fast is not None:
+            return fast
+    message = parse_pipeline_message(body)
+    return message.messages() if isinstance(message, RecordBatch) else message
 
 
 def tune_gc_for_batches() -> None:

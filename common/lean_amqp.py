@@ -210,6 +210,14 @@ class LeanConsumer:
             await self.close()
             raise ConnectionError(f"cannot consume {self.queue!r}: {reply!r}")
 
+    def set_prefetch(self, prefetch: int) -> None:
+        """Change the prefetch of the running consumer (basic.qos applies to later deliveries; its
+        qos-ok reply is not awaited). Kept for the next reconnection too."""
+        self.prefetch = max(1, prefetch)
+        if self.connected:
+            with contextlib.suppress(ConnectionError):
+                self._send(commands.Basic.Qos(prefetch_count=min(self.prefetch, 65535)))
+
     def _send(self, value: Any, channel: int = _CHANNEL) -> None:
         if self._writer is None or self._writer.is_closing():
             raise ConnectionError("not connected to RabbitMQ")

@@ -133,7 +133,7 @@ def iter_records(path: Path, data_type: str, *, skip: int = 0) -> Iterator[Parse
                 while elem.getprevious() is not None:
                     del parent[0]
         except (EOFError, OSError, zlib.error, etree.XMLSyntaxError) as exc:
-            raise DumpCorruptError(path, _describe(exc), ordinal) from exc
+            raise DumpCorruptError(path, describe_error(exc), ordinal) from exc
         if ordinal == 0 and counter.count == 0:
             raise DumpCorruptError(path, "empty file", 0)
     finally:
@@ -141,7 +141,7 @@ def iter_records(path: Path, data_type: str, *, skip: int = 0) -> Iterator[Parse
         counter.close()
 
 
-def _describe(exc: BaseException) -> str:
+def describe_error(exc: BaseException) -> str:
     if isinstance(exc, EOFError):
         return f"truncated gzip stream ({exc})"
     if isinstance(exc, etree.XMLSyntaxError):

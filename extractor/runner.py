@@ -32,6 +32,7 @@ from extractor.worker import parse_worker
 log = get_logger(__name__)
 
 _QUEUE_BATCHES: Final = 8
+_Pending = list[tuple[int, int]]  # (last ordinal, records) published but not yet checkpointed
 
 
 class FileFailedError(Exception):
@@ -49,14 +50,24 @@ class VersionRunner:
         store: StateStore,
         reporter: ProgressReporter,
         *,
-        batch_size: int = 500,
+        batch_size: int = 64,
         checkpoint_interval_s: float = 1.0,
+        window_records: int = 10_000,
+        message_records: int = 100,
+        message_bytes: int = 1 << 20,
+        parse_workers: int = 0,
     ) -> None:
         self.publisher = publisher
         self.store = store
         self.reporter = reporter
         self.batch_size = batch_size
         self.checkpoint_interval_s = checkpoint_interval_s
+        self.window_records = max(1, window_records)
+        self.worker_options = {
+            "message_records": message_records,
+            "message_bytes": message_bytes,
+            "parse_workers": parse_workers,
+        }
         self.state: VersionState = store.load()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="parse-queue")
 
@@ -130,17 +141,26 @@ class VersionRunner:
         out: Any = ctx.Queue(maxsize=_QUEUE_BATCHES)
         proc = ctx.Process(
             target=parse_worker,
-            args=(str(path), data_type, self.version, skip, out, self.batch_size, os.getpid()),
+            args=(
+                str(path),
+                data_type,
+                self.version,
+                skip,
+                out,
+                self.batch_size,
+                os.getpid(),
+                self.worker_options,
+            ),
             name=f"parse-{data_type}",
-            daemon=True,
+            daemon=False,  # it runs a pool of parse processes; it dies with us (PR_SET_PDEATHSIG)
         )
         proc.start()
-        # Ordinals of malformed records / valid records not yet covered by a checkpoint.
-        pending_malformed: list[int] = []
-        pending_valid: list[int] = []
+        # (last ordinal, records) of malformed records / messages not yet covered by a checkpoint.
+        pending_malformed: list[tuple[int, int]] = []
+        pending_valid: list[tuple[int, int]] = []
         loop = asyncio.get_running_loop()
         last_checkpoint = time.monotonic()
-        window = self.publisher.window
+        window = self.window_records
         final_bytes = 0
         try:
             while True:
@@ -149,7 +169,7 @@ class VersionRunner:
                 if kind == "batch":
                     valid = 0
                     bad = 0
-                    for ordinal, _offset, _record_id, body, error in msg[1]:
+                    for ordinal, _offset, count, body, error in msg[1]:
                         if ordinal - fstate.confirmed > window:
                             # Keep what a crash could re-publish within one window.
                             await self._make_room(
@@ -157,8 +177,8 @@ class VersionRunner:
                             )
                         if error is None:
                             await self.publisher.publish(body, data_type, ordinal)
-                            pending_valid.append(ordinal)
-                            valid += 1
+                            pending_valid.append((ordinal, count))
+                            valid += count
                         else:
                             log.warning(
                                 "malformed_record",
@@ -168,7 +188,7 @@ class VersionRunner:
                                 error=error,
                             )
                             await self.publisher.publish_dead_letter(body, data_type, error, ordinal)
-                            pending_malformed.append(ordinal)
+                            pending_malformed.append((ordinal, 1))
                             bad += 1
                     self.reporter.advance(data_type, valid, bad, msg[1][-1][1] if msg[1] else 0)
                     now = time.monotonic()
@@ -216,20 +236,20 @@ class VersionRunner:
         self.reporter.set_phase(data_type, "completed")
 
     async def _make_room(
-        self, data_type: str, target: int, pending_valid: list[int], pending_malformed: list[int]
+        self, data_type: str, target: int, pending_valid: _Pending, pending_malformed: _Pending
     ) -> None:
         """Wait for confirms up to `target`, then save the checkpoint (one save per half window)."""
         while self.publisher.confirmed_ordinal < target and self.publisher.in_flight:
             await self.publisher.wait_oldest()
         self._checkpoint(data_type, pending_valid, pending_malformed)
 
-    async def _drain(self, data_type: str, pending_valid: list[int], pending_malformed: list[int]) -> None:
+    async def _drain(self, data_type: str, pending_valid: _Pending, pending_malformed: _Pending) -> None:
         try:
             await self.publisher.flush()
         finally:
             self._checkpoint(data_type, pending_valid, pending_malformed)
 
-    def _checkpoint(self, data_type: str, pending_valid: list[int], pending_malformed: list[int]) -> None:
+    def _checkpoint(self, data_type: str, pending_valid: _Pending, pending_malformed: _Pending) -> None:
         """Record the confirmed ordinal (and the counts at or before it) in the marker."""
         confirmed = self.publisher.confirmed_ordinal
         fstate = self.state.file(data_type)
@@ -247,13 +267,15 @@ def _file_size(path: Path) -> int:
     return path.stat().st_size
 
 
-def _take_upto(ordinals: list[int], limit: int) -> int:
-    """Remove and count the (ascending) ordinals <= limit."""
+def _take_upto(pending: list[tuple[int, int]], limit: int) -> int:
+    """Remove the (ascending) entries whose last ordinal is <= limit; return their records."""
     n = 0
-    while n < len(ordinals) and ordinals[n] <= limit:
+    records = 0
+    while n < len(pending) and pending[n][0] <= limit:
+        records += pending[n][1]
         n += 1
-    del ordinals[:n]
-    return n
+    del pending[:n]
+    return records
 
 
 def _get(out: Any, proc: Any) -> Any:

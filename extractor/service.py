@@ -228,6 +228,10 @@ class ExtractorService:
             self.reporter,
             batch_size=self.settings.parse_batch_size,
             checkpoint_interval_s=self.settings.checkpoint_interval_s,
+            window_records=self.settings.publish_window,
+            message_records=self.settings.message_records,
+            message_bytes=self.settings.message_max_bytes,
+            parse_workers=self.settings.parse_workers,
         )
         if runner.state.source is None:
             runner.state.source = source

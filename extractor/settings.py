@@ -19,8 +19,15 @@ class ExtractorSettings(BaseServiceSettings, AmqpSettings, ConnectRetrySettings)
     retry_interval_minutes: float = Field(10.0, alias="RETRY_INTERVAL_MINUTES", gt=0)
     health_port: int = Field(8000, alias="HEALTH_PORT")
     amqp_publisher: Literal["fast", "aio-pika"] = Field("fast", alias="AMQP_PUBLISHER")
-    publish_window: int = Field(2000, alias="PUBLISH_WINDOW", ge=1, le=100_000)
-    parse_batch_size: int = Field(500, alias="PARSE_BATCH_SIZE", ge=1, le=100_000)
+    # Records published but not yet confirmed: also the most a crash can re-publish.
+    publish_window: int = Field(10_000, alias="PUBLISH_WINDOW", ge=1, le=1_000_000)
+    # Records per `records` message, and the message size at which it is sent earlier.
+    message_records: int = Field(100, alias="MESSAGE_RECORDS", ge=1, le=10_000)
+    message_max_bytes: int = Field(1 << 20, alias="MESSAGE_MAX_BYTES", ge=1024, le=64 << 20)
+    # Processes parsing one file (0 = one per core); labels always parse in one.
+    parse_workers: int = Field(0, alias="PARSE_WORKERS", ge=0, le=64)
+    # Messages handed from the parse process to the publisher at a time.
+    parse_batch_size: int = Field(8, alias="PARSE_BATCH_SIZE", ge=1, le=10_000)
     checkpoint_interval_s: float = Field(1.0, alias="CHECKPOINT_INTERVAL", gt=0)
     download_attempts: int = Field(6, alias="DOWNLOAD_ATTEMPTS", ge=1, le=100)
     download_max_wait_s: float = Field(3600.0, alias="DOWNLOAD_MAX_WAIT", gt=0)

@@ -1,11 +1,15 @@
-"""The parse side of the pipeline, run in its own process so parsing and publishing use both cores.
+"""The parse side of the pipeline, run in its own process so parsing and publishing never share a
+core; the parse itself runs on a pool of processes (`extractor.chunked`) where the file allows.
 
-The worker parses one dump file and sends batches of ready-to-publish message bodies to the
-parent through a bounded multiprocessing queue (constant memory, back-pressure). The record JSON
-is serialised once: the canonical sorted bytes the hash covers are embedded as-is in the body.
+The worker groups records into `records` messages (common.messages: up to `message_records`
+records or `message_bytes` bytes each; one broker message per record would cost the broker more
+CPU than parsing the record) and sends batches of ready-to-publish bodies to the parent through a
+bounded multiprocessing queue (constant memory, back-pressure). Each record's JSON is serialised
+once: the canonical sorted bytes the hash covers are embedded as they are.
 
 Queue items:
-  ("batch", [(ordinal, offset, id | None, body, error | None), ...])
+  ("batch", [(last ordinal, offset, records, body, error | None), ...])
+      a `records` message (error None) or a malformed record's dead letter (records 1)
   ("done", last_ordinal, offset)
   ("corrupt", message, last_ordinal)     the dump is truncated / corrupt: fail the file
   ("error", message)                     anything else went wrong
@@ -22,24 +26,11 @@ from typing import Any
 
 import orjson
 
-from common.messages import SCHEMA_VERSION
-from extractor.parser import DumpCorruptError, iter_records
+from common.messages import SCHEMA_VERSION, record_item_bytes, records_body
+from extractor.chunked import iter_records_parallel
+from extractor.parser import DumpCorruptError
 
-Item = tuple[int, int, int | None, bytes, str | None]
-
-
-def record_body_prefix(data_type: str, version: str) -> bytes:
-    head = orjson.dumps(
-        {"schema_version": SCHEMA_VERSION, "kind": "record", "type": data_type, "version": version}
-    )
-    return head[:-1] + b',"id":'
-
-
-def record_body(prefix: bytes, record_id: int, sha256: str, record_json: bytes) -> bytes:
-    """A RecordMessage body (common.messages) built around the already-serialised record."""
-    return b"".join(
-        (prefix, str(record_id).encode(), b',"sha256":"', sha256.encode(), b'","record":', record_json, b"}")
-    )
+Item = tuple[int, int, int, bytes, str | None]
 
 
 def dead_letter_body(data_type: str, version: str, ordinal: int, error: str, raw: bytes | None) -> bytes:
@@ -56,32 +47,90 @@ def dead_letter_body(data_type: str, version: str, ordinal: int, error: str, raw
     )
 
 
-def produce(path: Path, data_type: str, version: str, skip: int, batch_size: int, put: Any) -> None:
-    """Parse `path` after `skip` records and hand batches to `put` (queue.put in the worker)."""
-    prefix = record_body_prefix(data_type, version)
+class MessageBuilder:
+    """Collects record items into `records` bodies of at most `max_records` records / about
+    `max_bytes` bytes (a single bigger record, e.g. a box set, travels alone)."""
+
+    def __init__(self, data_type: str, version: str, max_records: int, max_bytes: int) -> None:
+        self.data_type = data_type
+        self.version = version
+        self.max_records = max(1, max_records)
+        self.max_bytes = max_bytes
+        self._items: list[bytes] = []
+        self._size = 0
+        self._last = (0, 0)  # (ordinal, offset) of the newest record
+
+    def add(self, ordinal: int, offset: int, item: bytes) -> list[Item]:
+        """Add one record item; returns the messages this finished (none, one, or two when a big
+        record did not fit and then filled a message on its own)."""
+        done: list[Item] = []
+        if self._items and self._size + len(item) > self.max_bytes:
+            done.extend(self.flush_list())
+        self._items.append(item)
+        self._size += len(item)
+        self._last = (ordinal, offset)
+        if len(self._items) >= self.max_records or self._size >= self.max_bytes:
+            done.extend(self.flush_list())
+        return done
+
+    def flush_list(self) -> list[Item]:
+        item = self.flush()
+        return [] if item is None else [item]
+
+    def flush(self) -> Item | None:
+        if not self._items:
+            return None
+        body = records_body(self.data_type, self.version, self._items)
+        item: Item = (self._last[0], self._last[1], len(self._items), body, None)
+        self._items = []
+        self._size = 0
+        return item
+
+
+def produce(
+    path: Path,
+    data_type: str,
+    version: str,
+    skip: int,
+    batch_size: int,
+    put: Any,
+    *,
+    message_records: int = 100,
+    message_bytes: int = 1 << 20,
+    parse_workers: int = 0,
+) -> None:
+    """Parse `path` after `skip` records and hand batches of messages to `put` (queue.put in the
+    worker); `batch_size` is in messages."""
+    builder = MessageBuilder(data_type, version, message_records, message_bytes)
     batch: list[Item] = []
     ordinal = skip
     offset = 0
+
+    def emit(items: list[Item]) -> None:
+        nonlocal batch
+        batch.extend(items)
+        if len(batch) >= batch_size:
+            put(("batch", batch))
+            batch = []
+
     try:
-        for rec in iter_records(path, data_type, skip=skip):
+        for rec in iter_records_parallel(path, data_type, skip=skip, workers=parse_workers):
             ordinal = rec.ordinal
             offset = rec.offset
             if rec.error is None:
                 assert rec.id is not None and rec.sha256 is not None and rec.json is not None
-                batch.append(
-                    (ordinal, offset, rec.id, record_body(prefix, rec.id, rec.sha256, rec.json), None)
-                )
+                emit(builder.add(ordinal, offset, record_item_bytes(rec.id, rec.sha256, rec.json)))
             else:
+                emit(builder.flush_list())  # ordinals are published in order
                 body = dead_letter_body(data_type, version, ordinal, rec.error, rec.raw)
-                batch.append((ordinal, offset, None, body, rec.error))
-            if len(batch) >= batch_size:
-                put(("batch", batch))
-                batch = []
+                emit([(ordinal, offset, 1, body, rec.error)])
     except DumpCorruptError as exc:
+        batch.extend(builder.flush_list())
         if batch:
             put(("batch", batch))
         put(("corrupt", str(exc), ordinal))
         return
+    batch.extend(builder.flush_list())
     if batch:
         put(("batch", batch))
     put(("done", ordinal, path.stat().st_size))
@@ -100,7 +149,14 @@ def _die_with_parent(parent: int) -> None:
 
 
 def parse_worker(
-    path: str, data_type: str, version: str, skip: int, queue: Any, batch_size: int, parent: int = 0
+    path: str,
+    data_type: str,
+    version: str,
+    skip: int,
+    queue: Any,
+    batch_size: int,
+    parent: int = 0,
+    options: dict[str, int] | None = None,
 ) -> None:
     """multiprocessing target. Dies with its parent (e.g. SIGKILL of the extractor)."""
     parent = parent or os.getppid()
@@ -116,6 +172,6 @@ def parse_worker(
                     os._exit(0)
 
     try:
-        produce(Path(path), data_type, version, skip, batch_size, put)
+        produce(Path(path), data_type, version, skip, batch_size, put, **(options or {}))
     except BaseException as exc:  # report everything to the parent, which fails the file
         queue.put(("error", f"{type(exc).__name__}: {exc}"))

@@ -29,7 +29,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from common.consumer import decode_message as consumer_decode
 from common.logging import get_logger
-from common.messages import PipelineMessage, RecordMessage
+from common.messages import RECORDS_BODY_PREFIX, PipelineMessage, RecordMessage
 from common.writes import WriteResult, latest_per_id
 
 log = get_logger(__name__)
@@ -89,18 +89,53 @@ class RawRecord(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     record: msgspec.Raw
 
 
+class _RawItem(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    id: int
+    sha256: Annotated[str, msgspec.Meta(min_length=64, max_length=64)]
+    record: msgspec.Raw
+
+
+class _RawBatch(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    """A `records` message (common.messages) with each record kept as raw JSON."""
+
+    schema_version: int
+    kind: Literal["records"]
+    count: int
+    type: str
+    version: str
+    records: list[_RawItem]
+
+
 _ENVELOPE: Final = msgspec.json.Decoder(RawRecord)
+_BATCH: Final = msgspec.json.Decoder(_RawBatch)
 
 
-def decode_message(body: bytes) -> RawRecord | PipelineMessage:
-    """A record message as a `RawRecord` (a few µs, no Python object per JSON value); control
-    messages and anything unusual go through `common.consumer.decode_message` (ValueError with
-    the reason for an invalid body)."""
+def _is_object(raw: msgspec.Raw) -> bool:
+    return bytes(memoryview(raw)[:1]) == b"{"
+
+
+def decode_message(body: bytes) -> RawRecord | list[RawRecord] | PipelineMessage | list[RecordMessage]:
+    """A record message as a `RawRecord`, a `records` message as a list of them (a few µs per
+    record, no Python object per JSON value); control messages and anything unusual go through
+    `common.consumer.decode_message` (ValueError with the reason for an invalid body)."""
+    if body.startswith(RECORDS_BODY_PREFIX):
+        try:
+            batch = _BATCH.decode(body)
+        except msgspec.DecodeError:
+            return consumer_decode(body)
+        if batch.count != len(batch.records) or not batch.records:
+            return consumer_decode(body)
+        if not all(_is_object(item.record) for item in batch.records):
+            return consumer_decode(body)
+        return [
+            RawRecord(batch.schema_version, "record", batch.type, i.id, i.sha256, batch.version, i.record)
+            for i in batch.records
+        ]
     try:
         message = _ENVELOPE.decode(body)
     except msgspec.DecodeError:
         return consumer_decode(body)
-    if bytes(memoryview(message.record)[:1]) != b"{":
+    if not _is_object(message.record):
         return consumer_decode(body)  # the record is not an object: pydantic says why
     return message
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
+import orjson
 import pytest
 from neo4j import AsyncDriver
 from psycopg import AsyncConnection
@@ -15,7 +16,13 @@ from psycopg_pool import AsyncConnectionPool
 
 from common.amqp import DLQ_REASON_HEADER
 from common.consumer import BatchConsumer
-from common.messages import ExtractionComplete
+from common.messages import (
+    ExtractionComplete,
+    RecordMessage,
+    parse_pipeline_message,
+    record_item_bytes,
+    records_body,
+)
 from graphinator.service import GraphinatorSettings
 from graphinator.service import build_consumer as build_graphinator
 from tableinator.service import TableinatorSettings
@@ -132,6 +139,59 @@ async def test_graphinator_poison_record_is_isolated_by_bisection(
         (dead.headers or {})[DLQ_REASON_HEADER]
     ) or ("TypeError" in str((dead.headers or {})[DLQ_REASON_HEADER]))
     assert await queue_depth(broker, "tableinator.releases.dlq") == 0
+
+
+def records_message(messages: list[Any]) -> bytes:
+    """A `records` body (several records in one broker message), as the extractor sends them."""
+    items = [
+        record_item_bytes(m.id, m.sha256, orjson.dumps(m.record, option=orjson.OPT_SORT_KEYS))
+        for m in messages
+    ]
+    return records_body(messages[0].type, messages[0].version, items)
+
+
+@pytest.mark.parametrize("consumer_name", ["tableinator", "graphinator"])
+async def test_records_message_lands_and_its_poison_record_is_dead_lettered_alone(
+    broker: Any, clean_postgres: Pool, clean_neo4j: AsyncDriver, consumer_name: str
+) -> None:
+    good = [message("releases", synthetic_release(i, tracks=1)) for i in range(1, 26)]
+    if consumer_name == "tableinator":
+        poison = message("releases", changed(RELEASE_1, id=901, year="1999"))  # year must be an int
+    else:
+        poison = message("releases", changed(RELEASE_1, id=901, country={"not": "a string"}))
+    bodies = [records_message(good[:10]), records_message([*good[10:17], poison, *good[17:]])]
+    bad_count = records_message(good[:2]).replace(b'"count":2', b'"count":3', 1)
+    await publish(broker, "releases", [*bodies, bad_count])
+
+    connection = await new_connection()
+    if consumer_name == "tableinator":
+        consumer = await started(build_tableinator(clean_postgres, connection, pg_settings()))
+
+        async def landed() -> int:
+            return await count_rows(clean_postgres)
+    else:
+        consumer = await started(build_graphinator(clean_neo4j, connection, neo_settings()))
+
+        async def landed() -> int:
+            records, _, _ = await clean_neo4j.execute_query(
+                "MATCH (r:Release) WHERE r.sha256 IS NOT NULL RETURN count(r) AS c"
+            )
+            return int(records[0]["c"])
+
+    dlq = f"{consumer_name}.releases.dlq"
+    try:
+        await eventually(lambda: _equals(landed(), 25), what="25 good records")
+        await eventually(lambda: _equals(queue_depth(broker, dlq), 2), what="2 dead letters")
+    finally:
+        await consumer.stop()
+        await connection.close()
+    assert consumer.stats["releases"].received == 10 + 16 + 3  # records (a records message counts each)
+    dead = {orjson.loads(m.body).get("kind"): m for m in await drain(broker, dlq)}
+    alone = parse_pipeline_message(dead["record"].body)  # the poison, alone, as a `record` message
+    assert isinstance(alone, RecordMessage) and alone.id == 901 and alone.record == poison.record
+    assert alone.sha256 == poison.sha256 and alone.version == poison.version
+    assert "count is 3" in str((dead["records"].headers or {})[DLQ_REASON_HEADER])  # invalid as a whole
+    assert await queue_depth(broker, f"{consumer_name}.releases") == 0  # everything acked
 
 
 async def test_transient_lock_timeout_is_retried_not_dead_lettered(broker: Any, clean_postgres: Pool) -> None:

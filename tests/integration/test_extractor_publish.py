@@ -24,7 +24,13 @@ import orjson
 import pytest
 
 from common.amqp import DATA_TYPES, DLQ_REASON_HEADER, declare_all_record_topology
-from common.messages import ExtractionComplete, FileComplete, RecordMessage, parse_pipeline_message
+from common.messages import (
+    ExtractionComplete,
+    FileComplete,
+    RecordBatch,
+    RecordMessage,
+    parse_pipeline_message,
+)
 from common.settings import AmqpSettings
 from extractor.fast_publisher import FastPublisher
 from extractor.normalize import record_sha256
@@ -66,6 +72,20 @@ async def drain(ch: Any, name: str) -> list[Any]:
     return out
 
 
+def unpack(messages: list[Any]) -> list[Any]:
+    """The decoded messages in order, each `records` message expanded into its records."""
+    out: list[Any] = []
+    for m in messages:
+        decoded = parse_pipeline_message(m.body)
+        out.extend(decoded.messages() if isinstance(decoded, RecordBatch) else [decoded])
+    return out
+
+
+def kinds_of(messages: list[Any]) -> Counter[str]:
+    """How many records (`record`) and control messages of each kind the messages carry."""
+    return Counter(d.kind for d in unpack(messages))
+
+
 async def counts(ch: Any) -> dict[str, int]:
     """How many messages each record queue holds (drains them)."""
     return {name: len(await drain(ch, name)) for name in ALL_QUEUES}
@@ -98,14 +118,19 @@ async def test_samples_land_with_exact_counts_and_version_not_reprocessed(
     queues = {name: await drain(channel, name) for name in ALL_QUEUES}
     for c in CONSUMERS:
         for t in DATA_TYPES:
-            assert len(queues[f"{c}.{t}"]) == 1000 + 2, (
-                c,
-                t,
-            )  # records + file_complete + extraction_complete
+            # records (several per message) + file_complete + extraction_complete
+            assert kinds_of(queues[f"{c}.{t}"]) == {
+                "record": 1000,
+                "file_complete": 1,
+                "extraction_complete": 1,
+            }
             assert len(queues[f"{c}.{t}.dlq"]) == 0
 
     messages = queues["tableinator.releases"]
-    decoded = [parse_pipeline_message(m.body) for m in messages]
+    # Records travel 100 to a message (MESSAGE_RECORDS): 10 messages + 2 control messages.
+    batches = [parse_pipeline_message(m.body) for m in messages[:-2]]
+    assert [b.count for b in batches if isinstance(b, RecordBatch)] == [100] * 10
+    decoded = unpack(messages)
     records = [d for d in decoded if isinstance(d, RecordMessage)]
     assert len(records) == 1000 and len({r.id for r in records}) == 1000
     for m in messages:
@@ -150,6 +175,8 @@ async def test_malformed_record_goes_to_both_dlqs_with_reason(channel: Any, tmp_
     service = ExtractorService(s, source_dir=src, once=True)
     assert await service.run() == 0
     queues = {name: await drain(channel, name) for name in ALL_QUEUES}
+    # Records 10 and 12 travel in separate messages: the dead letter of record 2 is published
+    # between them, so ordinals stay in order.
     assert {n: len(m) for n, m in queues.items() if m} == {
         "graphinator.masters": 2 + 2,
         "tableinator.masters": 2 + 2,
@@ -163,7 +190,7 @@ async def test_malformed_record_goes_to_both_dlqs_with_reason(channel: Any, tmp_
         body = orjson.loads(dead.body)
         assert body["kind"] == "malformed_record" and body["ordinal"] == 2
         assert "No id here" in body["xml"]
-    records = [parse_pipeline_message(m.body) for m in queues["graphinator.masters"]]
+    records = unpack(queues["graphinator.masters"])
     assert [r.id for r in records if isinstance(r, RecordMessage)] == [10, 12]
     fc = next(r for r in records if isinstance(r, FileComplete))
     assert fc.record_count == 2
@@ -184,10 +211,10 @@ async def test_truncated_gzip_fails_the_file_never_completes(channel: Any, tmp_p
     assert "truncated" in (state.files["artists"].error or "")
     assert not state.completed
     assert state.files["labels"].phase == "completed"
-    kinds = Counter(orjson.loads(m.body)["kind"] for m in await drain(channel, "graphinator.artists"))
+    kinds = kinds_of(await drain(channel, "graphinator.artists"))
     assert kinds["file_complete"] == 0 and kinds["extraction_complete"] == 0
     assert 0 < kinds["record"] < 1000
-    labels = Counter(orjson.loads(m.body)["kind"] for m in await drain(channel, "graphinator.labels"))
+    labels = kinds_of(await drain(channel, "graphinator.labels"))
     assert labels == {"record": 1000, "file_complete": 1}  # no extraction_complete: version incomplete
 
 
@@ -277,7 +304,7 @@ def extractor_proc(
 async def test_kill_mid_file_and_restart_loses_nothing(
     channel: Any, tmp_path: Path, publisher: str, sig: signal.Signals
 ) -> None:
-    n = 8_000
+    n = 30_000  # enough that the kill lands mid-file even with several parse processes
     window = 500
     src = tmp_path / "src"
     src.mkdir()
@@ -314,13 +341,9 @@ async def test_kill_mid_file_and_restart_loses_nothing(
 
     messages = await drain(channel, "graphinator.releases")
     table_count = len(await drain(channel, "tableinator.releases"))
-    ids: Counter[int] = Counter()
-    kinds: Counter[str] = Counter()
-    for m in messages:
-        body = orjson.loads(m.body)
-        kinds[body["kind"]] += 1
-        if body["kind"] == "record":
-            ids[body["id"]] += 1
+    decoded = unpack(messages)
+    ids = Counter(d.id for d in decoded if isinstance(d, RecordMessage))
+    kinds = Counter(d.kind for d in decoded)
     assert set(ids) == set(range(1, n + 1))  # nothing lost
     duplicates = sum(ids.values()) - n
     assert duplicates <= window  # at most one in-flight window re-published
@@ -328,6 +351,7 @@ async def test_kill_mid_file_and_restart_loses_nothing(
         assert duplicates == 0  # a graceful stop checkpoints everything it published
     assert kinds["file_complete"] == 1 and kinds["extraction_complete"] == 1
     assert table_count == len(messages)
+    assert len(messages) < n // 10  # records travel many to a message
 
     # Once completed, the version is not processed again.
     proc = extractor_proc(src, data_dir, window, publisher)
@@ -405,11 +429,8 @@ async def test_service_downloads_verifies_and_publishes_then_picks_up_a_new_vers
             service.stop()
             await asyncio.wait_for(task, 60)
         assert host.statuses("discogs_20260901_artists.xml.gz") == [200]
-    versions: Counter[str] = Counter()
-    for m in await drain(channel, "graphinator.artists"):
-        body = orjson.loads(m.body)
-        if body["kind"] == "record":
-            versions[body["version"]] += 1
+    artists = unpack(await drain(channel, "graphinator.artists"))
+    versions = Counter(d.version for d in artists if isinstance(d, RecordMessage))
     assert versions == {"20260901": 1000, "20261001": 1000}
 
 
@@ -432,7 +453,7 @@ async def test_broker_connection_lost_mid_file_fails_it_and_the_rerun_loses_noth
     original = publisher.publish
 
     async def publish(body: bytes, routing_key: str, ordinal: int, **kw: Any) -> None:
-        if ordinal == 3001 and not resume.is_set():
+        if ordinal >= 3001 and not resume.is_set():
             reached.set()
             await resume.wait()
         await original(body, routing_key, ordinal, **kw)
@@ -473,10 +494,7 @@ async def test_broker_connection_lost_mid_file_fails_it_and_the_rerun_loses_noth
         await ExtractorService(settings(tmp_path, PUBLISH_WINDOW=window), source_dir=src, once=True).run()
         == 0
     )
-    ids: Counter[int] = Counter()
-    for m in await drain(channel, "graphinator.releases"):
-        body = orjson.loads(m.body)
-        if body["kind"] == "record":
-            ids[body["id"]] += 1
+    decoded = unpack(await drain(channel, "graphinator.releases"))
+    ids = Counter(d.id for d in decoded if isinstance(d, RecordMessage))
     assert set(ids) == set(range(1, n + 1))
     assert sum(ids.values()) - n <= window
