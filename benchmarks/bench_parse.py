@@ -1,5 +1,6 @@
-"""Parse-only throughput of the extractor's parser (gzip + lxml iterparse + normalisation +
-canonical JSON + sha256), one core, per data type, on a synthetic current-layout dump.
+"""Parse-only throughput of the extractor's parser (gzip + lxml + normalisation + canonical JSON +
+sha256) per data type, on a synthetic current-layout dump: the serial parser on one core, then
+the parallel one (extractor.chunked) on PARSE_WORKERS processes (default: one per core).
 
     python benchmarks/bench_parse.py [--releases N]      (or BENCH_RELEASES; default 100000)
 
@@ -18,6 +19,7 @@ import time
 from pathlib import Path
 
 from benchmarks.generate_dump import DEFAULT_OUT, generate
+from extractor.chunked import iter_records_parallel
 from extractor.parser import iter_records
 
 
@@ -53,6 +55,15 @@ def main() -> None:
             "records_per_s": round(n / seconds),
             "records_per_cpu_s": round(n / cpu_s) if cpu_s else None,
             "gz_mb_per_s": round(gz_bytes / seconds / 1e6, 1),
+            "xml_mb_per_s": round(xml_bytes / seconds / 1e6, 1),
+        }
+        workers = int(os.environ.get("PARSE_WORKERS", "0")) or os.cpu_count() or 1
+        started = time.perf_counter()
+        n = sum(1 for _ in iter_records_parallel(path, data_type, workers=workers))
+        seconds = time.perf_counter() - started
+        per_type[data_type]["parallel"] = {
+            "workers": workers,
+            "records_per_s": round(n / seconds),
             "xml_mb_per_s": round(xml_bytes / seconds / 1e6, 1),
         }
     result["types"] = per_type

@@ -28,6 +28,7 @@ import multiprocessing
 import os
 import re
 import signal
+import threading
 import zlib
 from collections import deque
 from collections.abc import Iterator
@@ -220,7 +221,10 @@ def _run(
     end_tag = b"</" + tag + b">"
     buf = bytearray(rest)
     ordinal = [0]  # records yielded or skipped so far (shared with _chunks for error messages)
-    ctx = multiprocessing.get_context("spawn")
+    # fork is fast (the parse worker process that runs this is single-threaded until it first
+    # hands a batch over); spawn when other threads exist, as fork could copy a held lock.
+    single = threading.active_count() == 1 and "fork" in multiprocessing.get_all_start_methods()
+    ctx = multiprocessing.get_context("fork" if single else "spawn")
     with ctx.Pool(workers, initializer=_die_with_parent) as pool:
         pending: deque[tuple[Any, int]] = deque()
 
