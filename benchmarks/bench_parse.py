@@ -38,7 +38,7 @@ def main() -> None:
     args = parser.parse_args()
     paths = generate(args.releases, args.out)
     result: dict[str, object] = {"benchmark": "extractor_parse", "releases": args.releases}
-    per_type = {}
+    per_type: dict[str, dict[str, object]] = {}
     for data_type, path in paths.items():
         gz_bytes = path.stat().st_size
         xml_bytes = xml_size(path)

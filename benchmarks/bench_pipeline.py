@@ -5,16 +5,21 @@ four types).
 
     python benchmarks/bench_pipeline.py [--releases N]      (or BENCH_PIPELINE_RELEASES)
 
-It writes a whole dump version into the current stack's stores, so `make bench` runs it on an
-isolated stack (scripts/stack-env.sh 90), never on your data. Prints ONE JSON line: records per
-type, wall seconds, releases/s and records/s into both stores, and each process's peak RSS.
+It starts from empty stores (every run measures a first load, not the unchanged-hash path): it
+refuses to run on the default stack and wipes the Neo4j database, the record tables and the
+record queues of the stack it runs on, so `make bench` runs it on an isolated stack
+(scripts/stack-env.sh 90), never on your data. Default 1,000,000 releases (about 1.8 M records;
+the generated dump is cached in benchmarks/data). Prints ONE JSON line: records per type, wall
+seconds, releases/s and records/s into both stores, and each process's peak RSS.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -27,7 +32,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.generate_dump import DEFAULT_OUT, generate  # noqa: E402
-from common.amqp import DATA_TYPES  # noqa: E402
+from common.amqp import DATA_TYPES, declare_all_record_topology  # noqa: E402
+from common.clients import create_amqp_connection, create_postgres_pool  # noqa: E402
+from common.settings import AmqpSettings, PostgresSettings  # noqa: E402
 from tests.conftest import free_port  # noqa: E402
 
 
@@ -67,8 +74,47 @@ def hooks_done(port: int, version: str) -> bool:
     return all(f"extraction_complete:{version}" in done.get(t, []) for t in DATA_TYPES)
 
 
+def reset_stores() -> None:
+    """Empty the bench stack's stores: a fresh Neo4j database (much faster than deleting millions
+    of nodes), empty record tables and queues; then the schema again."""
+    offset = os.environ.get("SERVICE_PORT_OFFSET", "0")
+    local = os.environ.get("DISCOGSOGRAPHY_LOCAL_DIR")
+    if offset in ("", "0") or not local:
+        raise SystemExit(
+            'bench_pipeline wipes its stores: run it on its own stack (eval "$(scripts/stack-env.sh 90)")'
+        )
+    infra = str(ROOT / "scripts" / "infra.sh")
+    subprocess.run([infra, "stop-neo4j"], check=True, stdout=subprocess.DEVNULL)
+    shutil.rmtree(Path(local) / "neo4j", ignore_errors=True)
+    subprocess.run([infra, "start-neo4j"], check=True, stdout=subprocess.DEVNULL)
+    subprocess.run(
+        [sys.executable, "-m", "schema_init"],
+        cwd=ROOT,
+        check=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    asyncio.run(_empty_tables_and_queues())
+
+
+async def _empty_tables_and_queues() -> None:
+    pool = await create_postgres_pool(PostgresSettings(), min_size=1, max_size=1, attempts=3)
+    async with pool.connection() as conn:
+        await conn.execute("TRUNCATE artists, labels, masters, releases")
+    await pool.close()
+    connection = await create_amqp_connection(AmqpSettings(), attempts=3)
+    channel = await connection.channel()
+    await declare_all_record_topology(channel)
+    for consumer in ("graphinator", "tableinator"):
+        for t in DATA_TYPES:
+            for name in (f"{consumer}.{t}", f"{consumer}.{t}.dlq"):
+                await (await channel.declare_queue(name, passive=True)).purge()
+    await connection.close()
+
+
 def run(releases: int, out: Path) -> dict[str, Any]:
     paths = generate(releases, out)
+    reset_stores()
     version = paths["releases"].name.split("_")[1]
     counts = json.loads((out / f"discogs_{version}.manifest.json").read_text())["counts"]
     ports = {"graphinator": free_port(), "tableinator": free_port()}
@@ -123,7 +169,7 @@ def run(releases: int, out: Path) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument(
-        "--releases", type=int, default=int(os.environ.get("BENCH_PIPELINE_RELEASES", "20000"))
+        "--releases", type=int, default=int(os.environ.get("BENCH_PIPELINE_RELEASES", "1000000"))
     )
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     args = parser.parse_args()
