@@ -1,18 +1,34 @@
-"""Latency and throughput of the api's explore routes on a synthetic graph.
+"""Latency and throughput of the api's explore routes on a graph built from a generated dump.
 
-Builds (once; idempotent) a synthetic graph in the shape graphinator writes, with ids far above
-real Discogs ids so it never collides with or deletes real data; starts `python -m api` on free
-ports; then, per endpoint, runs (a) a fixed-rate phase (default 200 req/s, up to 50 in flight)
-and (b) a closed-loop phase with 50 connections, and prints ONE JSON line with p50/p99 and req/s.
+The graph comes from `benchmarks/generate_dump.py` (current dump layout, cross-references) loaded
+through the project's own code path: the extractor's parser (`extractor.parser.iter_records`,
+in a child process) feeds `graphinator.writer.write_batch` directly (no broker). Its ids start at
+500,000,001 (`--id-base`) and its dump version is 29990101, so it never meets the other
+benchmarks' records on the same stack: the pipeline benchmark writes ids 1..N (version 20261101,
+and its stale sweep only removes older versions) and the graphinator benchmark deletes ids >= 1e9.
 
-    python benchmarks/bench_api.py [--releases 100000] [--rate 200] [--seconds 8] [--no-cache]
+Reuse: a `(:BenchGraph {name: 'bench_api'})` node records the generator parameters (release count,
+seed, id base, version, a hash of generate_dump.py) and is marked complete only after every
+record is written and the indexes are online. A run whose parameters match a complete marker (and
+whose release count checks out) reuses the graph: no generation, no load. A marker with other
+parameters (or records in the id range without a marker) means the range is deleted and rebuilt;
+a matching but incomplete marker resumes (writes are idempotent: unchanged records are skipped).
+`--rebuild` forces a rebuild.
+
+Then it starts `python -m api` on free ports and, per endpoint, runs (a) a fixed-rate phase
+(default 200 req/s, up to 50 in flight) and (b) a closed-loop phase with 50 connections (wrk), and
+prints ONE JSON line with p50/p99, req/s and the response-cache hit share of each phase.
+
+    python benchmarks/bench_api.py [--releases 1000000] [--rate 200] [--seconds 8] [--no-cache]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
 import json
+import multiprocessing as mp
 import os
 import random
 import signal
@@ -26,21 +42,25 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from neo4j import AsyncGraphDatabase
-
-from api.settings import ApiSettings
+import orjson
+from neo4j import AsyncDriver, AsyncGraphDatabase
 
 ROOT = Path(__file__).resolve().parent.parent
-BASE = 10**12  # synthetic ids start here
-BATCH = 10_000
-SYLLABLES = [
-    "ka", "lo", "mi", "ne", "ra", "so", "tu", "vi", "xe", "yo", "zan", "bel", "cor", "dun", "fel", "gor",
-    "hal", "jin", "kel", "lum", "mor", "nix", "pal", "qua", "ros", "sil", "tor", "ul", "ven", "wex",
-]  # fmt: skip
+sys.path.insert(0, str(ROOT))
 
+from api.settings import ApiSettings  # noqa: E402
+from benchmarks.generate_dump import DEFAULT_OUT, Gen, generate  # noqa: E402
+from common.messages import RecordMessage  # noqa: E402
+from extractor.parser import iter_records  # noqa: E402
+from graphinator.writer import write_batch  # noqa: E402
 
-def word(rng: random.Random) -> str:
-    return "".join(rng.choice(SYLLABLES) for _ in range(rng.randint(2, 3))).capitalize()
+ID_BASE = 500_000_000  # below the graphinator benchmark's 1e9, far above the pipeline's 1..N
+ID_SPAN = 100_000_000
+VERSION = "29990101"
+SEED = 1
+BATCH = 2000
+TYPES = ("artists", "labels", "masters", "releases")  # referenced records first: fewer stubs
+MARKER = "bench_api"
 
 
 def free_port() -> int:
@@ -49,125 +69,171 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-async def build_graph(settings: ApiSettings, releases: int) -> dict[str, list[str]]:
-    """Create the synthetic graph unless it is already there; return names to query."""
-    rng = random.Random(42)
-    n_artists, n_labels = max(releases // 10, 10), max(releases // 50, 5)
-    genres = [f"BenchGenre{i}" for i in range(15)]
-    styles = [f"BenchStyle{i}" for i in range(300)]
-    artists = [f"{word(rng)} {word(rng)}" for _ in range(n_artists)]
-    labels = [f"{word(rng)} Records {i}" for i in range(n_labels)]
+def graph_params(releases: int) -> dict[str, Any]:
+    source = (ROOT / "benchmarks" / "generate_dump.py").read_bytes()
+    return {
+        "releases": releases,
+        "seed": SEED,
+        "id_base": ID_BASE,
+        "version": VERSION,
+        "generator": hashlib.sha256(source).hexdigest()[:16],
+    }
+
+
+def _parse(path: str, data_type: str, out: Any) -> None:
+    """Child process: parse one dump file with the extractor's parser, send (id, sha256, json)
+    batches (the canonical record JSON the extractor would publish)."""
+    batch: list[tuple[int, str, bytes]] = []
+    for rec in iter_records(Path(path), data_type):
+        if rec.error is None and rec.id is not None and rec.sha256 and rec.json is not None:
+            batch.append((rec.id, rec.sha256, rec.json))
+        if len(batch) >= BATCH:
+            out.put(batch)
+            batch = []
+    out.put(batch)
+    out.put(None)
+
+
+async def _load_file(driver: AsyncDriver, database: str, path: Path, data_type: str) -> int:
+    ctx = mp.get_context("spawn")
+    queue = ctx.Queue(maxsize=8)
+    proc = ctx.Process(target=_parse, args=(str(path), data_type, queue), daemon=True)
+    proc.start()
+    written = 0
+    pending: asyncio.Task[Any] | None = None
+    try:
+        while True:
+            batch = await asyncio.to_thread(queue.get)
+            if batch is None:
+                break
+            messages = [
+                RecordMessage.model_construct(
+                    type=data_type, id=rid, sha256=sha, version=VERSION, record=orjson.loads(raw)
+                )
+                for rid, sha, raw in batch
+            ]
+            if pending is not None:
+                result = await pending
+                if result.rejected:
+                    raise RuntimeError(f"{data_type}: rejected records: {result.rejected[:3]}")
+            # One batch in flight while the next one is parsed and decoded.
+            pending = asyncio.create_task(write_batch(driver, data_type, messages, database=database))
+            written += len(messages)
+        if pending is not None:
+            await pending
+    finally:
+        proc.join(timeout=10)
+        if proc.is_alive():
+            proc.kill()
+    return written
+
+
+async def _run(driver: AsyncDriver, database: str, cypher: str, **params: Any) -> list[dict[str, Any]]:
+    async with driver.session(database=database) as s:
+        result = await s.run(cypher, **params)
+        return [r.data() async for r in result]
+
+
+async def _release_count(driver: AsyncDriver, database: str) -> int:
+    rows = await _run(
+        driver, database,
+        "MATCH (r:Release) WHERE r.id > $lo AND r.id <= $hi AND r.sha256 IS NOT NULL RETURN count(r) AS n",
+        lo=ID_BASE, hi=ID_BASE + ID_SPAN,
+    )  # fmt: skip
+    return int(rows[0]["n"])
+
+
+async def build_graph(settings: ApiSettings, releases: int, rebuild: bool) -> dict[str, Any]:
+    """Make sure the benchmark graph for `releases` is in Neo4j; return how it got there."""
+    params = graph_params(releases)
+    wanted = json.dumps(params, sort_keys=True)
+    database = settings.neo4j_database
     driver = AsyncGraphDatabase.driver(
         settings.neo4j_uri, auth=(settings.neo4j_username, settings.neo4j_password.get_secret_value())
     )
     try:
-        async with driver.session(database=settings.neo4j_database) as s:
-            rec = await (
-                await s.run("MATCH (r:Release) WHERE r.id >= $base RETURN count(r) AS n", base=BASE)
-            ).single()
-            have = int(rec["n"]) if rec else 0
-            if have < releases:
-                print(f"building synthetic graph: {releases} releases ...", file=sys.stderr)
-                started = time.monotonic()
-                await (await s.run("UNWIND $g AS g MERGE (:Genre {name: g})", g=genres)).consume()
-                await (
-                    await s.run(
-                        "UNWIND range(0, size($s)-1) AS i MERGE (st:Style {name: $s[i]}) "
-                        "WITH st, i MATCH (g:Genre {name: $g[i % size($g)]}) MERGE (st)-[:PART_OF]->(g)",
-                        s=styles,
-                        g=genres,
-                    )
-                ).consume()
-                for start in range(0, n_artists, BATCH):
-                    rows = [
-                        {"id": BASE + i, "name": artists[i]}
-                        for i in range(start, min(start + BATCH, n_artists))
-                    ]
-                    await (
-                        await s.run(
-                            "UNWIND $rows AS r MERGE (a:Artist {id: r.id}) SET a.name = r.name", rows=rows
-                        )
-                    ).consume()
-                rows = [{"id": BASE + i, "name": labels[i]} for i in range(n_labels)]
-                await (
-                    await s.run("UNWIND $rows AS r MERGE (l:Label {id: r.id}) SET l.name = r.name", rows=rows)
-                ).consume()
-                for start in range(have, releases, BATCH):
-                    rows = []
-                    for i in range(start, min(start + BATCH, releases)):
-                        # Popularity is skewed: low artist/label indexes get most releases.
-                        a = int(n_artists * rng.random() ** 3)
-                        rows.append(
-                            {
-                                "id": BASE + i,
-                                "title": f"{word(rng)} {word(rng)}",
-                                "year": rng.randint(1950, 2024) if rng.random() > 0.05 else None,
-                                "a": BASE + a,
-                                "l": BASE + int(n_labels * rng.random() ** 2),
-                                "g": genres[int(len(genres) * rng.random() ** 2)],
-                                "s": styles[int(len(styles) * rng.random() ** 2)],
-                            }
-                        )
-                    await (
-                        await s.run(
-                            """
-                            UNWIND $rows AS r
-                            MERGE (n:Release {id: r.id}) SET n.title = r.title, n.year = r.year
-                            WITH n, r
-                            MATCH (a:Artist {id: r.a}), (l:Label {id: r.l}), (g:Genre {name: r.g}),
-                                  (st:Style {name: r.s})
-                            MERGE (n)-[:BY]->(a) MERGE (n)-[:ON]->(l)
-                            MERGE (n)-[:IS]->(g) MERGE (n)-[:IS]->(st)
-                            """,
-                            rows=rows,
-                        )
-                    ).consume()
-                await (await s.run("CALL db.awaitIndexes(600)")).consume()
-                print(f"built in {time.monotonic() - started:.0f}s", file=sys.stderr)
+        rows = await _run(
+            driver, database,
+            "MATCH (m:BenchGraph {name: $name}) RETURN m.params AS params, m.complete AS complete",
+            name=MARKER,
+        )  # fmt: skip
+        marker = rows[0] if rows else None
+        if (
+            not rebuild
+            and marker is not None
+            and marker["params"] == wanted
+            and marker["complete"]
+            and await _release_count(driver, database) == releases
+        ):
+            print(f"reusing the benchmark graph ({releases} releases, marker matches)", file=sys.stderr)
+            return {"reused": True, "params": params}
+        started = time.monotonic()
+        resume = not rebuild and marker is not None and marker["params"] == wanted
+        if not resume:
+            print("clearing the benchmark id range ...", file=sys.stderr)
+            for label in ("Release", "Master", "Artist", "Label"):
+                await _run(
+                    driver, database,
+                    f"MATCH (n:{label}) WHERE n.id > $lo AND n.id <= $hi "
+                    "CALL (n) { DETACH DELETE n } IN TRANSACTIONS OF 5000 ROWS",
+                    lo=ID_BASE, hi=ID_BASE + ID_SPAN,
+                )  # fmt: skip
+        await _run(
+            driver, database,
+            "MERGE (m:BenchGraph {name: $name}) SET m.params = $params, m.complete = false",
+            name=MARKER, params=wanted,
+        )  # fmt: skip
+        print(f"generating a {releases}-release dump ...", file=sys.stderr)
+        paths = generate(releases, DEFAULT_OUT / f"api-{releases}", VERSION, SEED, id_base=ID_BASE)
+        generated = time.monotonic()
+        counts: dict[str, int] = {}
+        for data_type in TYPES:
+            t0 = time.monotonic()
+            counts[data_type] = await _load_file(driver, database, paths[data_type], data_type)
+            print(f"  {data_type}: {counts[data_type]} in {time.monotonic() - t0:.0f}s", file=sys.stderr)
+        await _run(driver, database, "CALL db.awaitIndexes(600)")
+        build_s = round(time.monotonic() - started, 1)
+        await _run(
+            driver, database,
+            "MATCH (m:BenchGraph {name: $name}) SET m.complete = true, m.build_s = $s",
+            name=MARKER, s=build_s,
+        )  # fmt: skip
+        print(f"built in {build_s}s", file=sys.stderr)
+        return {
+            "reused": False,
+            "resumed": resume,
+            "params": params,
+            "records": counts,
+            "generate_s": round(generated - started, 1),
+            "build_s": build_s,
+        }
     finally:
         await driver.close()
-    # Query mostly the popular names (like real traffic), with a long tail.
+
+
+def query_names(releases: int) -> dict[str, list[Any]]:
+    """Names and ids to query, straight from the generator (no database round trip)."""
+    gen = Gen(releases, SEED, ID_BASE)
+    rnd = random.Random(11)
+    n_artists, n_labels = gen.n["artists"], gen.n["labels"]
+    artist_ix = [rnd.randint(1, n_artists) for _ in range(4000)]
+    label_ix = [rnd.randint(1, n_labels) for _ in range(1000)]
+
+    def typing(name: str) -> list[str]:
+        # What a user sends while typing a name: every prefix of 2+ characters (the UI waits
+        # for a pause, so not all of them; one at random per name).
+        text = " ".join(name.lower().split())
+        return [text[:k] for k in range(2, len(text) + 1) if text[:k].strip() and not text[:k].endswith(" ")]
+
+    prefixes = [("artist", rnd.choice(typing(gen.artist_name(i)))) for i in artist_ix[:3000]] + [
+        ("label", rnd.choice(typing(gen.label_name(i)))) for i in label_ix[:750]
+    ]
     return {
-        "artists": [artists[int(n_artists * random.random() ** 3)] for _ in range(2000)],
-        "labels": [labels[int(n_labels * random.random() ** 2)] for _ in range(500)],
-        "ids": [str(BASE + int(n_artists * random.random() ** 3)) for _ in range(2000)],
-        "prefixes": [a[: random.randint(2, 6)] for a in artists[:5000]]
-        + [a.split()[0][:4] + " " + a.split()[1][:2] for a in artists[:2000]],
+        "artists": [gen.artist_name(i) for i in artist_ix],
+        "labels": [gen.label_name(i) for i in label_ix],
+        "ids": [str(ID_BASE + i) for i in artist_ix],
+        "prefixes": prefixes,
     }
-
-
-def pct(values: list[float], p: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
-
-
-async def fixed_rate(
-    client: httpx.AsyncClient, make_url: Callable[[], str], rate: float, seconds: float
-) -> dict[str, Any]:
-    latencies: list[float] = []
-    errors = 0
-    sem = asyncio.Semaphore(50)
-
-    async def one(url: str) -> None:
-        nonlocal errors
-        async with sem:
-            t0 = time.perf_counter()
-            resp = await client.get(url)
-            latencies.append((time.perf_counter() - t0) * 1000)
-            errors += resp.status_code >= 500
-
-    tasks = []
-    start = time.perf_counter()
-    n = int(rate * seconds)
-    for i in range(n):
-        delay = start + i / rate - time.perf_counter()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        tasks.append(asyncio.create_task(one(make_url())))
-    await asyncio.gather(*tasks)
-    elapsed = time.perf_counter() - start
-    return {"rps": round(len(latencies) / elapsed, 1), "p50_ms": round(pct(latencies, 50), 2),
-            "p99_ms": round(pct(latencies, 99), 2), "errors": errors}  # fmt: skip
 
 
 def _ms(text: str) -> float:
@@ -177,21 +243,33 @@ def _ms(text: str) -> float:
     return float(text)
 
 
-def wrk_closed_loop(base: str, urls: list[str], conns: int, seconds: float) -> dict[str, Any]:
-    """Closed loop with wrk (C, so the load tool does not compete for the api's CPU)."""
+def wrk(base: str, urls: list[str], conns: int, seconds: float, rate: float | None = None) -> dict[str, Any]:
+    """Load with wrk (C, so the load tool does not compete with the api for the CPU much).
+
+    Without `rate`: a closed loop, each of `conns` connections sends its next request as soon as
+    the answer arrives (throughput). With `rate`: each connection waits an exponentially
+    distributed pause (mean conns/rate) before every request, so the whole is a Poisson stream of
+    about `rate` requests/s (latency at a given load)."""
     with tempfile.TemporaryDirectory() as tmp:
         url_file = Path(tmp) / "urls.txt"
         url_file.write_text("\n".join(urls) + "\n")
         script = Path(tmp) / "urls.lua"
+        pace = ""
+        if rate:
+            mean_ms = conns / rate * 1000
+            pace = f"delay = function() return math.floor(-math.log(1 - math.random()) * {mean_ms}) end\n"
         script.write_text(
             f"""local urls = {{}}
 for line in io.lines("{url_file}") do urls[#urls + 1] = line end
-math.randomseed(7)
+local seed = 7
+setup = function(thread) thread:set("seed", seed); seed = seed + 1 end
+init = function() math.randomseed(seed) end
 request = function() return wrk.format("GET", urls[math.random(#urls)]) end
-"""
+{pace}"""
         )
+        threads = 1 if rate else 2
         out = subprocess.run(
-            ["wrk", "-t2", f"-c{conns}", f"-d{int(seconds)}s", "--latency", "-s", str(script), base],
+            ["wrk", f"-t{threads}", f"-c{conns}", f"-d{int(seconds)}s", "--latency", "-s", str(script), base],
             capture_output=True, text=True, check=True, timeout=seconds + 60,
         ).stdout  # fmt: skip
     stats: dict[str, Any] = {}
@@ -212,16 +290,36 @@ request = function() return wrk.format("GET", urls[math.random(#urls)]) end
     }
 
 
+async def cache_events(client: httpx.AsyncClient, kind: str) -> dict[str, float]:
+    """The api's response-cache counters for one cache (from /metrics)."""
+    text = (await client.get("/metrics")).text
+    found: dict[str, float] = {}
+    for line in text.splitlines():
+        if line.startswith("api_cache_events_total{") and f'cache="{kind}"' in line:
+            event = line.split('event="')[1].split('"')[0]
+            found[event] = float(line.rsplit(" ", 1)[1])
+    return found
+
+
+def hit_share(before: dict[str, float], after: dict[str, float]) -> float | None:
+    delta = {k: after.get(k, 0.0) - before.get(k, 0.0) for k in ("hit", "miss", "shared")}
+    total = sum(delta.values())
+    return round((delta["hit"] + delta["shared"]) / total, 3) if total else None
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--releases", type=int, default=int(os.environ.get("BENCH_API_RELEASES", "100000")))
+    parser.add_argument("--releases", type=int, default=int(os.environ.get("BENCH_API_RELEASES", "1000000")))
+    parser.add_argument("--rebuild", action="store_true", help="rebuild the graph even when it matches")
+    parser.add_argument("--only", default="", help="comma-separated endpoints to run (default: all)")
     parser.add_argument("--rate", type=float, default=200.0)
     parser.add_argument("--seconds", type=float, default=8.0)
     parser.add_argument("--connections", type=int, default=50)
     parser.add_argument("--no-cache", action="store_true", help="disable the Redis response cache")
     args = parser.parse_args()
     settings = ApiSettings()
-    names = await build_graph(settings, args.releases)
+    graph = await build_graph(settings, args.releases, args.rebuild)
+    names = query_names(args.releases)
 
     port, health = free_port(), free_port()
     env = {**os.environ, "API_PORT": str(port), "HEALTH_PORT": str(health), "LOG_LEVEL": "WARNING",
@@ -246,29 +344,47 @@ async def main() -> None:
             rnd = random.Random(7)
             q = httpx.QueryParams
             endpoints: dict[str, Callable[[], str]] = {
-                "autocomplete": lambda: f"/api/autocomplete?{q(q=rnd.choice(names['prefixes']), limit=10)}",
+                "autocomplete": lambda: "/api/autocomplete?" + str(q(dict(zip(("type", "q"),
+                                                    rnd.choice(names["prefixes"]), strict=True), limit=10))),
                 "explore": lambda: f"/api/explore?{q(name=rnd.choice(names['artists']), type='artist')}",
                 "expand": lambda: "/api/expand?" + str(q(node_id=rnd.choice(names["labels"]), type="label",
                                                         category="releases", limit=30, offset=0)),
                 "node": lambda: f"/api/node/{rnd.choice(names['ids'])}?type=artist",
                 "trends": lambda: f"/api/trends?{q(name=rnd.choice(names['artists']), type='artist')}",
             }  # fmt: skip
+            only = [e for e in args.only.split(",") if e]
             results: dict[str, Any] = {}
             for name, make_url in endpoints.items():
-                for _ in range(50):  # warm connections and JIT-less paths
+                if only and name not in only:
+                    continue
+                for _ in range(50):  # warm connections and code paths
                     await client.get(make_url())
-                results[name] = {
-                    f"at_{int(args.rate)}_rps": await fixed_rate(client, make_url, args.rate, args.seconds),
-                    f"closed_{args.connections}_conns_wrk": wrk_closed_loop(
-                        base, [make_url() for _ in range(5000)], args.connections, args.seconds
-                    ),
-                }
+                kind = "node" if name == "node" else name
+                phases: dict[str, Any] = {}
+                for phase, rate in (
+                    (f"at_{int(args.rate)}_rps", args.rate),
+                    (f"closed_{args.connections}_conns", None),
+                ):
+                    before = await cache_events(client, kind)
+                    urls = [make_url() for _ in range(20_000)]
+                    phases[phase] = await asyncio.to_thread(
+                        wrk, base, urls, args.connections, args.seconds, rate
+                    )
+                    phases[phase]["cache_hit_share"] = hit_share(before, await cache_events(client, kind))
+                    phases[phase]["load_avg_1m"] = os.getloadavg()[0]
+                results[name] = phases
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(30)
     print(
         json.dumps(
-            {"benchmark": "api", "releases": args.releases, "cache": not args.no_cache, "endpoints": results}
+            {
+                "benchmark": "api",
+                "releases": args.releases,
+                "graph": graph,
+                "cache": not args.no_cache,
+                "endpoints": results,
+            }
         )
     )
 

@@ -83,9 +83,10 @@ def sizes(releases: int) -> dict[str, int]:
 
 
 class Gen:
-    def __init__(self, releases: int, seed: int) -> None:
+    def __init__(self, releases: int, seed: int, id_base: int = 0) -> None:
         self.n = sizes(releases)
         self.seed = seed
+        self.b = id_base  # every id (and reference) is shifted by this; names keep the index
 
     def rng(self, salt: int) -> random.Random:
         return random.Random(self.seed * 1_000_003 + salt)
@@ -98,7 +99,7 @@ class Gen:
 
     def credit(self, rng: random.Random, role: bool) -> str:
         aid = rng.randint(1, self.n["artists"])
-        parts = [f"<artist><id>{aid}</id><name>{escape(self.artist_name(aid))}</name>"]
+        parts = [f"<artist><id>{self.b + aid}</id><name>{escape(self.artist_name(aid))}</name>"]
         if rng.random() < 0.15:
             parts.append(f"<anv>{escape(words(rng, 1))}</anv>")
         if rng.random() < 0.1:
@@ -112,7 +113,7 @@ class Gen:
 
     def artist(self, i: int) -> str:
         rng = self.rng(20_000_000 + i)
-        out = [f"<artist><id>{i}</id><name>{escape(self.artist_name(i))}</name>"]
+        out = [f"<artist><id>{self.b + i}</id><name>{escape(self.artist_name(i))}</name>"]
         if rng.random() < 0.45:
             out.append(f"<realname>{escape(words(rng, 3))}</realname>")
         if rng.random() < 0.47:
@@ -132,7 +133,7 @@ class Gen:
                 ids = [rng.randint(1, n) for _ in range(rng.randint(1, 4))]
                 out.append(
                     f"<{tag}>"
-                    + "".join(f'<name id="{a}">{escape(self.artist_name(a))}</name>' for a in ids)
+                    + "".join(f'<name id="{self.b + a}">{escape(self.artist_name(a))}</name>' for a in ids)
                     + f"</{tag}>"
                 )
         out.append("</artist>")
@@ -141,7 +142,7 @@ class Gen:
     def label(self, i: int) -> str:
         rng = self.rng(30_000_000 + i)
         n = self.n["labels"]
-        out = [f"<label><id>{i}</id><name>{escape(self.label_name(i))}</name>"]
+        out = [f"<label><id>{self.b + i}</id><name>{escape(self.label_name(i))}</name>"]
         if rng.random() < 0.3:
             out.append(f"<contactinfo>{escape(words(rng, 6))}&#13;\nP.O. Box {i}</contactinfo>")
         if rng.random() < 0.6:
@@ -149,13 +150,13 @@ class Gen:
         out.append(f"<data_quality>{rng.choice(QUALITY)}</data_quality>")
         if rng.random() < 0.3 and i > 1:
             parent = rng.randint(1, i - 1)
-            out.append(f'<parentLabel id="{parent}">{escape(self.label_name(parent))}</parentLabel>')
+            out.append(f'<parentLabel id="{self.b + parent}">{escape(self.label_name(parent))}</parentLabel>')
         out.append("<urls/>" if rng.random() < 0.7 else f"<urls><url>http://label{i}.example</url></urls>")
         if rng.random() < 0.15:
             subs = [rng.randint(1, n) for _ in range(rng.randint(1, 6))]
             out.append(
                 "<sublabels>"
-                + "".join(f'<label id="{s}">{escape(self.label_name(s))}</label>' for s in subs)
+                + "".join(f'<label id="{self.b + s}">{escape(self.label_name(s))}</label>' for s in subs)
                 + "</sublabels>"
             )
         out.append("</label>")
@@ -164,7 +165,7 @@ class Gen:
     def master(self, i: int) -> str:
         rng = self.rng(40_000_000 + i)
         main = rng.randint(1, self.n["releases"])
-        out = [f'<master id="{i}"><main_release>{main}</main_release><artists>']
+        out = [f'<master id="{self.b + i}"><main_release>{self.b + main}</main_release><artists>']
         out.extend(self.credit(rng, False) for _ in range(rng.choice((1, 1, 1, 2))))
         out.append("</artists><genres>" + f"<genre>{escape(rng.choice(GENRES))}</genre></genres><styles>")
         out.extend(f"<style>{s}</style>" for s in rng.sample(STYLES, rng.randint(1, 3)))
@@ -199,14 +200,14 @@ class Gen:
     def release(self, i: int) -> str:
         rng = self.rng(50_000_000 + i)
         n = self.n
-        out = [f'<release id="{i}"><artists>']
+        out = [f'<release id="{self.b + i}"><artists>']
         out.extend(self.credit(rng, False) for _ in range(rng.choice((1, 1, 1, 2))))
         out.append(f"</artists><title>{escape(words(rng, rng.randint(1, 5)))}</title><labels>")
         for _ in range(rng.choice((1, 1, 2))):
             lid = rng.randint(1, n["labels"])
             out.append(
                 f"<label name={quoteattr(self.label_name(lid))} "
-                f'catno="{words(rng, 1)[:3].upper()} {i}" id="{lid}"/>'
+                f'catno="{words(rng, 1)[:3].upper()} {i}" id="{self.b + lid}"/>'
             )
         out.append("</labels>")
         if rng.random() < 0.8:
@@ -230,7 +231,8 @@ class Gen:
         out.append(f"<data_quality>{rng.choice(QUALITY)}</data_quality>")
         master = rng.randint(1, n["masters"]) if rng.random() < 0.58 else 0
         main = "true" if master and rng.random() < 0.3 else "false"
-        out.append(f'<master_id is_main_release="{main}">{master}</master_id><tracklist>')
+        master_ref = self.b + master if master else 0
+        out.append(f'<master_id is_main_release="{main}">{master_ref}</master_id><tracklist>')
         box = rng.random() < 0.0002
         ntracks = rng.randint(1000, 7000) if box else rng.randint(4, 14)
         out.extend(
@@ -250,7 +252,7 @@ class Gen:
             for _ in range(rng.randint(1, 3)):
                 cid = rng.randint(1, n["labels"])
                 out.append(
-                    f"<company><id>{cid}</id><name>{escape(self.label_name(cid))}</name>"
+                    f"<company><id>{self.b + cid}</id><name>{escape(self.label_name(cid))}</name>"
                     "<entity_type>23</entity_type><entity_type_name>Recorded At</entity_type_name></company>"
                 )
             out.append("</companies>")
@@ -258,7 +260,7 @@ class Gen:
             sid = rng.randint(1, n["labels"])
             out.append(
                 f"<series><series name={quoteattr(self.label_name(sid))} "
-                f'catno="{i % 100}" id="{sid}"/></series>'
+                f'catno="{i % 100}" id="{self.b + sid}"/></series>'
             )
         out.append("</release>")
         return "".join(out)
@@ -282,15 +284,20 @@ def write(path: Path, root: str, count: int, make: object, level: int) -> int:
 
 
 def generate(
-    releases: int, out: Path, version: str = "20261101", seed: int = 1, level: int = 3
+    releases: int, out: Path, version: str = "20261101", seed: int = 1, level: int = 3, id_base: int = 0
 ) -> dict[str, Path]:
-    """Write the four files (skipping ones already generated with the same parameters)."""
+    """Write the four files (skipping ones already generated with the same parameters).
+
+    `id_base` shifts every id and reference (ids become id_base+1 ..), so a dump can share a store
+    with another one without touching its records (the api benchmark's graph lives at 5e8+)."""
     out.mkdir(parents=True, exist_ok=True)
-    gen = Gen(releases, seed)
+    gen = Gen(releases, seed, id_base)
     makers = {"artists": gen.artist, "labels": gen.label, "masters": gen.master, "releases": gen.release}
     paths = {}
     manifest = out / f"discogs_{version}.manifest.json"
-    wanted = {"releases": releases, "seed": seed, "counts": gen.n}
+    wanted: dict[str, object] = {"releases": releases, "seed": seed, "counts": gen.n}
+    if id_base:
+        wanted["id_base"] = id_base
     existing = json.loads(manifest.read_text()) if manifest.exists() else None
     for t, make in makers.items():
         path = out / f"discogs_{version}_{t}.xml.gz"
@@ -309,9 +316,10 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--level", type=int, default=3, help="gzip level")
+    parser.add_argument("--id-base", type=int, default=0, help="shift every id by this")
     args = parser.parse_args()
     started = time.perf_counter()
-    paths = generate(args.releases, args.out, args.version, args.seed, args.level)
+    paths = generate(args.releases, args.out, args.version, args.seed, args.level, args.id_base)
     print(
         json.dumps(
             {
