@@ -30,6 +30,11 @@ def revoked_key(jti: str) -> str:
     return f"auth:revoked:{jti}"
 
 
+# Dependencies are `async def` even when they do no I/O: FastAPI runs a plain `def` dependency in
+# its thread pool, a thread hop (and GIL hand-over) per dependency per request, which cost more
+# than some routes' own work and added latency spikes under load.
+
+
 def _state(request: Request, name: str) -> Any:
     value = getattr(request.app.state, name, None)
     if value is None:
@@ -37,27 +42,27 @@ def _state(request: Request, name: str) -> Any:
     return value
 
 
-def get_settings(request: Request) -> ApiSettings:
+async def get_settings(request: Request) -> ApiSettings:
     settings: ApiSettings = request.app.state.settings
     return settings
 
 
-def get_pg_pool(request: Request) -> PgPool:
+async def get_pg_pool(request: Request) -> PgPool:
     pool: PgPool = _state(request, "pg_pool")
     return pool
 
 
-def get_redis(request: Request) -> aioredis.Redis:
+async def get_redis(request: Request) -> aioredis.Redis:
     client: aioredis.Redis = _state(request, "redis")
     return client
 
 
-def get_neo4j(request: Request) -> AsyncDriver:
+async def get_neo4j(request: Request) -> AsyncDriver:
     driver: AsyncDriver = _state(request, "neo4j")
     return driver
 
 
-def get_secret_box(request: Request) -> SecretBox:
+async def get_secret_box(request: Request) -> SecretBox:
     box: SecretBox = _state(request, "secret_box")
     return box
 

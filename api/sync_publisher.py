@@ -78,7 +78,7 @@ class SyncPublisher:
             self._connection = None
 
 
-def get_sync_publisher(request: Request) -> SyncPublisher:
+async def get_sync_publisher(request: Request) -> SyncPublisher:
     publisher: SyncPublisher | None = getattr(request.app.state, "sync_publisher", None)
     if publisher is None:
         raise ApiError(503, "service_unavailable", "Service not ready")
