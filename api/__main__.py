@@ -12,7 +12,7 @@ from common.logging import configure_logging
 def main() -> None:
     settings = ApiSettings()
     configure_logging("api", settings.log_level, settings.log_format, settings.environment)
-    app = create_app(settings, start_health_server=True)
+    app = create_app(settings, start_health_server=True, freeze_gc=True)
     uvicorn.run(
         app,
         host=settings.api_host,

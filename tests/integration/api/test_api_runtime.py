@@ -1,8 +1,10 @@
-"""How the api talks to Neo4j and runs its dependencies: graph reads are read-only transactions
-with a server-side timeout (one round trip each), and no dependency runs in the thread pool."""
+"""How the api runs: graph reads are read-only transactions with a server-side timeout (one round
+trip each), no dependency runs in the thread pool, and the server process freezes its startup
+heap so full garbage collections do not stop the event loop for long."""
 
 from __future__ import annotations
 
+import gc
 import importlib
 import inspect
 import pkgutil
@@ -17,7 +19,7 @@ from neo4j.exceptions import ClientError
 import api.routers
 from api.api import create_app
 from api.services.neo4j import read
-from tests.integration.api.conftest import make_settings
+from tests.integration.api.conftest import make_settings, running_app
 
 
 async def test_read_returns_rows_as_dicts(neo4j_driver: AsyncDriver) -> None:
@@ -75,3 +77,14 @@ def test_no_route_dependency_runs_in_the_thread_pool() -> None:
     assert not offenders, sorted(offenders)
     sync_endpoints = [r.path for r in routes if not inspect.iscoroutinefunction(r.endpoint)]
     assert not sync_endpoints
+
+
+async def test_the_server_process_freezes_its_startup_heap() -> None:
+    assert gc.get_freeze_count() == 0
+    async with running_app(make_settings(), freeze_gc=True) as (_, client):
+        assert (await client.get("/health")).status_code == 200
+        assert gc.get_freeze_count() > 10_000
+    assert gc.get_freeze_count() == 0
+    async with running_app(make_settings()) as (_, client):  # tests and embedders: untouched
+        assert (await client.get("/health")).status_code == 200
+        assert gc.get_freeze_count() == 0
