@@ -39,6 +39,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from queue import Empty
 from typing import Any
 
 import httpx
@@ -51,6 +52,7 @@ sys.path.insert(0, str(ROOT))
 from api.settings import ApiSettings  # noqa: E402
 from benchmarks.generate_dump import DEFAULT_OUT, Gen, generate  # noqa: E402
 from common.messages import RecordMessage  # noqa: E402
+from common.writes import WriteResult  # noqa: E402
 from extractor.parser import iter_records  # noqa: E402
 from graphinator.writer import write_batch  # noqa: E402
 
@@ -82,16 +84,30 @@ def graph_params(releases: int) -> dict[str, Any]:
 
 def _parse(path: str, data_type: str, out: Any) -> None:
     """Child process: parse one dump file with the extractor's parser, send (id, sha256, json)
-    batches (the canonical record JSON the extractor would publish)."""
+    batches (the canonical record JSON the extractor would publish); a malformed record is an
+    error here (the generator writes none)."""
     batch: list[tuple[int, str, bytes]] = []
-    for rec in iter_records(Path(path), data_type):
-        if rec.error is None and rec.id is not None and rec.sha256 and rec.json is not None:
+    try:
+        for rec in iter_records(Path(path), data_type):
+            if rec.error is not None or rec.id is None or rec.sha256 is None or rec.json is None:
+                raise ValueError(f"malformed record #{rec.ordinal}: {rec.error}")
             batch.append((rec.id, rec.sha256, rec.json))
-        if len(batch) >= BATCH:
-            out.put(batch)
-            batch = []
-    out.put(batch)
-    out.put(None)
+            if len(batch) >= BATCH:
+                out.put(batch)
+                batch = []
+        out.put(batch)
+        out.put(None)
+    except Exception as exc:
+        out.put(f"{type(exc).__name__}: {exc}")
+
+
+def _next_batch(queue: Any, proc: Any) -> Any:
+    while True:
+        try:
+            return queue.get(timeout=5)
+        except Empty:
+            if not proc.is_alive():
+                raise RuntimeError(f"the parser process died (exit code {proc.exitcode})") from None
 
 
 async def _load_file(driver: AsyncDriver, database: str, path: Path, data_type: str) -> int:
@@ -100,10 +116,18 @@ async def _load_file(driver: AsyncDriver, database: str, path: Path, data_type: 
     proc = ctx.Process(target=_parse, args=(str(path), data_type, queue), daemon=True)
     proc.start()
     written = 0
-    pending: asyncio.Task[Any] | None = None
+    pending: asyncio.Task[WriteResult] | None = None
+
+    async def settle(task: asyncio.Task[WriteResult]) -> None:
+        result = await task
+        if result.rejected:
+            raise RuntimeError(f"{data_type}: the writer rejected {result.rejected[:3]}")
+
     try:
         while True:
-            batch = await asyncio.to_thread(queue.get)
+            batch = await asyncio.to_thread(_next_batch, queue, proc)
+            if isinstance(batch, str):
+                raise RuntimeError(f"parsing {path.name} failed: {batch}")
             if batch is None:
                 break
             messages = [
@@ -113,15 +137,15 @@ async def _load_file(driver: AsyncDriver, database: str, path: Path, data_type: 
                 for rid, sha, raw in batch
             ]
             if pending is not None:
-                result = await pending
-                if result.rejected:
-                    raise RuntimeError(f"{data_type}: rejected records: {result.rejected[:3]}")
+                await settle(pending)
             # One batch in flight while the next one is parsed and decoded.
             pending = asyncio.create_task(write_batch(driver, data_type, messages, database=database))
             written += len(messages)
         if pending is not None:
-            await pending
+            await settle(pending)
     finally:
+        if pending is not None and not pending.done():
+            pending.cancel()
         proc.join(timeout=10)
         if proc.is_alive():
             proc.kill()
@@ -149,7 +173,9 @@ async def build_graph(settings: ApiSettings, releases: int, rebuild: bool) -> di
     wanted = json.dumps(params, sort_keys=True)
     database = settings.neo4j_database
     driver = AsyncGraphDatabase.driver(
-        settings.neo4j_uri, auth=(settings.neo4j_username, settings.neo4j_password.get_secret_value())
+        settings.neo4j_uri,
+        auth=(settings.neo4j_username, settings.neo4j_password.get_secret_value()),
+        notifications_min_severity="OFF",
     )
     try:
         rows = await _run(
