@@ -44,6 +44,7 @@ from typing import Any
 
 import httpx
 import orjson
+import redis.asyncio as aioredis
 from neo4j import AsyncDriver, AsyncGraphDatabase
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -345,6 +346,13 @@ async def main() -> None:
     args = parser.parse_args()
     settings = ApiSettings()
     graph = await build_graph(settings, args.releases, args.rebuild)
+    # Start from a cold response cache: a previous run's entries (TTL 5 min) would be hits.
+    redis_client = aioredis.from_url(settings.redis_url)
+    try:
+        async for key in redis_client.scan_iter("cache:*", count=1000):
+            await redis_client.delete(key)
+    finally:
+        await redis_client.aclose()
     names = query_names(args.releases)
 
     port, health = free_port(), free_port()
