@@ -111,6 +111,10 @@ def _sid(value: Any) -> str:
 LUCENE_SPECIAL: Final = re.compile(r'([+\-&|!(){}\[\]^"~*?:\\/])')
 _WORD: Final = re.compile(r"\w+", re.UNICODE)
 MAX_QUERY_WORDS: Final = 8
+# Full-text hits ranked again by popularity (among equal scores): `limit` x this, at least the
+# minimum. Every candidate costs the index a stored-field read and the query a degree count.
+CANDIDATES_PER_RESULT: Final = 5
+MIN_CANDIDATES: Final = 50
 
 
 def escape_lucene(text: str) -> str:
@@ -156,7 +160,12 @@ async def autocomplete(
     rows = await read(
         driver,
         cypher,
-        {"index": FULLTEXT_INDEX[type_], "query": query, "candidates": max(100, limit * 10), "limit": limit},
+        {
+            "index": FULLTEXT_INDEX[type_],
+            "query": query,
+            "candidates": max(MIN_CANDIDATES, limit * CANDIDATES_PER_RESULT),
+            "limit": limit,
+        },
         timeout=timeout,
         database=database,
     )
