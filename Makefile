@@ -61,9 +61,12 @@ pytest: schema
 
 test: install infra-up schema lint typecheck pytest ## ruff, mypy and the whole pytest suite against real services
 
-bench: install ## benchmarks on an isolated local stack (ports +90), one JSON line each; your data is untouched
+bench: install ## benchmarks on isolated local stacks (ports +90; the api's on +91), one JSON line each; your data is untouched
 	@set -e; eval "$$(scripts/stack-env.sh 90)"; scripts/infra.sh up >/dev/null; $(PY) -m schema_init >/dev/null 2>&1; \
-	  status=0; for b in benchmarks/bench_*.py; do $(PY) $$b || status=1; done; \
+	  status=0; for b in benchmarks/bench_*.py; do [ $$b = benchmarks/bench_api.py ] || $(PY) $$b || status=1; done; \
+	  [ -n "$$BENCH_KEEP_STACK" ] || scripts/infra.sh down >/dev/null; \
+	  eval "$$(scripts/stack-env.sh 91)"; scripts/infra.sh up >/dev/null; $(PY) -m schema_init >/dev/null 2>&1; \
+	  $(PY) benchmarks/bench_api.py || status=1; \
 	  [ -n "$$BENCH_KEEP_STACK" ] || scripts/infra.sh down >/dev/null; exit $$status
 
 clean: stop infra-down ## stop everything and delete local data

@@ -2,10 +2,11 @@
 
 The graph comes from `benchmarks/generate_dump.py` (current dump layout, cross-references) loaded
 through the project's own code path: the extractor's parser (`extractor.parser.iter_records`,
-in a child process) feeds `graphinator.writer.write_batch` directly (no broker). Its ids start at
-500,000,001 (`--id-base`) and its dump version is 29990101, so it never meets the other
-benchmarks' records on the same stack: the pipeline benchmark writes ids 1..N (version 20261101,
-and its stale sweep only removes older versions) and the graphinator benchmark deletes ids >= 1e9.
+in a child process) feeds `graphinator.writer.write_batch` directly (no broker). `make bench`
+runs it on a stack of its own (scripts/stack-env.sh 91), because the pipeline benchmark starts
+from an emptied database on the +90 stack. Its ids start at 500,000,001 (`--id-base`) and its
+dump version is 29990101, so even on a shared stack it never meets the other benchmarks' records
+(ids 1..N of version 20261101 whose stale sweep only removes older versions; ids >= 1e9).
 
 Reuse: a `(:BenchGraph {name: 'bench_api'})` node records the generator parameters (release count,
 seed, id base, version, a hash of generate_dump.py) and is marked complete only after every
