@@ -74,11 +74,16 @@ async def autocomplete(
 ) -> dict[str, Any]:
     type_ = _type(type, q.AUTOCOMPLETE_TYPES)
     norm = q.normalise_query(q_)
+    # Keyed by the full-text query itself: inputs that differ only in what the index ignores
+    # ("night love (" and "night love", punctuation, spacing, case) share one entry.
+    search = q.lucene_prefix_query(norm)
+    if search is None:
+        return {"results": []}  # no word to search for
 
     async def compute() -> list[dict[str, Any]]:
         return await q.autocomplete(driver, type_, norm, limit, **_opts(settings))
 
-    key = cache_key("autocomplete", type_, limit, norm)
+    key = cache_key("autocomplete", type_, limit, search)
     results = await cached(redis_client, "autocomplete", key, settings.autocomplete_cache_ttl_s, compute)
     return {"results": results}
 

@@ -118,6 +118,21 @@ async def test_autocomplete_is_cached_in_redis_with_ttl(
             await (await s.run("MATCH (a:Artist {id: 10}) SET a.name = 'Autechre'")).consume()
 
 
+async def test_autocomplete_inputs_with_the_same_words_share_one_cache_entry(
+    client: httpx.AsyncClient, redis_client: aioredis.Redis
+) -> None:
+    async for key in redis_client.scan_iter("cache:v1:autocomplete:*"):
+        await redis_client.delete(key)
+    first = await get(client, "/api/autocomplete", q="Aphex (")
+    assert [r["name"] for r in first["results"]][:1] == ["Aphex Twin"]
+    for same in ("aphex", "  APHEX  ", "aphex)", "(aphex"):
+        assert await get(client, "/api/autocomplete", q=same) == first
+    assert len([k async for k in redis_client.scan_iter("cache:v1:autocomplete:*")]) == 1
+    # No word left (only punctuation): nothing to search, nothing cached.
+    assert (await get(client, "/api/autocomplete", q="((!"))["results"] == []
+    assert len([k async for k in redis_client.scan_iter("cache:v1:autocomplete:*")]) == 1
+
+
 # --- explore ---------------------------------------------------------------------------------------
 
 
