@@ -16,7 +16,8 @@ parameters (or records in the id range without a marker) means the range is dele
 a matching but incomplete marker resumes (writes are idempotent: unchanged records are skipped).
 `--rebuild` forces a rebuild.
 
-Then it starts `python -m api` on free ports and, per endpoint, runs (a) a fixed-rate phase
+Then it starts `python -m api` on free ports and, per endpoint, after an unmeasured warm-up at the
+fixed rate (`--warmup-seconds`; the response cache is emptied after it) runs (a) a fixed-rate phase
 (default 200 req/s, up to 50 in flight) and (b) a closed-loop phase with 50 connections (wrk), and
 prints ONE JSON line with p50/p99, req/s and the response-cache hit share of each phase.
 
@@ -335,6 +336,16 @@ def hit_share(before: dict[str, float], after: dict[str, float]) -> float | None
     return round((delta["hit"] + delta["shared"]) / total, 3) if total else None
 
 
+async def clear_response_cache(settings: ApiSettings) -> None:
+    """Start from a cold response cache: earlier entries (TTL 5 min) would be hits."""
+    redis_client = aioredis.from_url(settings.redis_url)
+    try:
+        async for key in redis_client.scan_iter("cache:*", count=1000):
+            await redis_client.delete(key)
+    finally:
+        await redis_client.aclose()
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--releases", type=int, default=int(os.environ.get("BENCH_API_RELEASES", "1000000")))
@@ -344,16 +355,14 @@ async def main() -> None:
     parser.add_argument("--seconds", type=float, default=8.0)
     parser.add_argument("--connections", type=int, default=50)
     parser.add_argument("--no-cache", action="store_true", help="disable the Redis response cache")
+    parser.add_argument(
+        "--warmup-seconds", type=float, default=5.0,
+        help="per endpoint, unmeasured load at the target rate first (a restarted Neo4j starts cold)",
+    )  # fmt: skip
     args = parser.parse_args()
     settings = ApiSettings()
     graph = await build_graph(settings, args.releases, args.rebuild)
-    # Start from a cold response cache: a previous run's entries (TTL 5 min) would be hits.
-    redis_client = aioredis.from_url(settings.redis_url)
-    try:
-        async for key in redis_client.scan_iter("cache:*", count=1000):
-            await redis_client.delete(key)
-    finally:
-        await redis_client.aclose()
+    await clear_response_cache(settings)
     names = query_names(args.releases)
 
     port, health = free_port(), free_port()
@@ -394,6 +403,10 @@ async def main() -> None:
                     continue
                 for _ in range(50):  # warm connections and code paths
                     await client.get(make_url())
+                if args.warmup_seconds > 0:  # warm the stores (steady state), then a cold response cache
+                    urls = [make_url() for _ in range(20_000)]
+                    await asyncio.to_thread(wrk, base, urls, args.connections, args.warmup_seconds, args.rate)
+                    await clear_response_cache(settings)
                 kind = "node" if name == "node" else name
                 phases: dict[str, Any] = {}
                 for phase, rate in (
