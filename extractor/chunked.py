@@ -245,15 +245,18 @@ def _run(
                         error = f"{problem} (record #{n}, raw id {raw_id})"
                         yield ParsedRecord(n, offset, None, None, None, error=error, raw=raw)
 
-        try:
-            for chunk, offset in _chunks(path, stream, counter, buf, end_tag, ordinal):
-                pending.append(
-                    (pool.apply_async(parse_chunk, (data_type, root_open, root_close, chunk)), offset)
-                )
-                yield from results(2 * workers)
-        except DumpCorruptError as exc:
-            yield from results(0)  # every whole chunk before the damage still counts
-            raise DumpCorruptError(path, exc.reason, ordinal[0]) from exc.__cause__
+        chunks = _chunks(path, stream, counter, buf, end_tag, ordinal)
+        while True:
+            try:
+                chunk, offset = next(chunks)
+            except StopIteration:
+                break
+            except DumpCorruptError as exc:  # the stream broke: the whole chunks before it count
+                yield from results(0)
+                raise DumpCorruptError(path, exc.reason, ordinal[0]) from exc.__cause__
+            pending.append((pool.apply_async(parse_chunk, (data_type, root_open, root_close, chunk)), offset))
+            # A chunk that is not well formed raises here: nothing after it is yielded.
+            yield from results(2 * workers)
         yield from results(0)
     tail = bytes(buf).strip()
     if tail != root_close:
