@@ -38,9 +38,8 @@ class GraphinatorSettings(
     batch_size: int = Field(1000, alias="BATCH_SIZE", ge=1, le=50_000)
     tx_timeout_s: float = Field(120.0, alias="NEO4J_TX_TIMEOUT", gt=0)
     sweep_quiet_s: float = Field(5.0, alias="SWEEP_QUIET_SECONDS", ge=0)
-    # 2: Neo4j works on two transactions at once (two cores) while this process maps the next part.
     write_parallelism: int = Field(
-        2, alias="WRITE_PARALLELISM", ge=1, le=8, description="transactions one batch is split into"
+        1, alias="WRITE_PARALLELISM", ge=1, le=8, description="transactions one batch is split into"
     )
 
 
