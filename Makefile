@@ -61,11 +61,8 @@ pytest: schema
 
 test: install infra-up schema lint typecheck pytest ## ruff, mypy and the whole pytest suite against real services
 
-# The bench stack gets the normal stack's Neo4j memory (with the test stacks' 1g heap, Neo4j
-# collects garbage more than once a second under graph writes), so the numbers are those of `make run`.
 bench: install ## benchmarks on an isolated local stack (ports +90), one JSON line each; your data is untouched
-	@set -e; eval "$$(scripts/stack-env.sh 90)"; export NEO4J_HEAP=2g NEO4J_PAGECACHE_MB=2048; \
-	  scripts/infra.sh up >/dev/null; $(PY) -m schema_init >/dev/null 2>&1; \
+	@set -e; eval "$$(scripts/stack-env.sh 90)"; scripts/infra.sh up >/dev/null; $(PY) -m schema_init >/dev/null 2>&1; \
 	  status=0; for b in benchmarks/bench_*.py; do $(PY) $$b || status=1; done; \
 	  [ -n "$$BENCH_KEEP_STACK" ] || scripts/infra.sh down >/dev/null; exit $$status
 
