@@ -577,22 +577,16 @@ async def write_batch(
     held elsewhere then fails it instead of hanging).
     """
     _label(data_type)
+    mapped, rejected = map_batch(data_type, messages)
     work = unit_of_work(timeout=timeout)(_write_tx) if timeout else _write_tx
-    latest = latest_per_id(list(messages))  # sorted by id
-    rejected: list[tuple[RecordMessage, str]] = []
 
-    async def write_part(part: list[RecordMessage]) -> WriteResult:
-        # Each part is mapped when its turn comes: the next part's mapping overlaps with Neo4j
-        # executing the one before (the mapping is CPU work in this process, the write in Neo4j's).
-        mapped, bad = map_batch(data_type, part)
-        rejected.extend(bad)
-        if not mapped:
-            return WriteResult()
+    async def write_part(part: dict[int, tuple[RecordMessage, dict[str, Any], _Rows]]) -> WriteResult:
         async with driver.session(database=database) as session:
-            return await session.execute_write(work, data_type, mapped)
+            return await session.execute_write(work, data_type, part)
 
-    size = max(1, -(-len(latest) // max(1, parallel)), _MIN_PART)
-    parts = [latest[i : i + size] for i in range(0, len(latest), size)]
+    ids = list(mapped)  # sorted by id
+    size = max(1, -(-len(ids) // max(1, parallel)), _MIN_PART)
+    parts = [{rid: mapped[rid] for rid in ids[i : i + size]} for i in range(0, len(ids), size)]
     result = WriteResult()
     if len(parts) == 1:
         result = await write_part(parts[0])
