@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Final
 
-from neo4j import AsyncDriver, AsyncSession
+from neo4j import AsyncDriver
 
 from common.logging import get_logger
 
@@ -31,41 +31,13 @@ STATEMENTS: Final[tuple[str, ...]] = (
         f"CREATE INDEX {label.lower()}_dump_version IF NOT EXISTS FOR (n:{label}) ON (n.dump_version)"
         for label in ENTITY_LABELS
     ),
-    # Autocomplete: the full-text indexes (FULLTEXT_INDEXES below) are created after these.
+    # Autocomplete: one full-text index per searchable type so a type filter stays an index read.
+    "CREATE FULLTEXT INDEX artist_name_fulltext IF NOT EXISTS FOR (n:Artist) ON EACH [n.name]",
+    "CREATE FULLTEXT INDEX label_name_fulltext IF NOT EXISTS FOR (n:Label) ON EACH [n.name]",
+    "CREATE FULLTEXT INDEX master_title_fulltext IF NOT EXISTS FOR (n:Master) ON EACH [n.title]",
+    "CREATE FULLTEXT INDEX release_title_fulltext IF NOT EXISTS FOR (n:Release) ON EACH [n.title]",
+    "CREATE FULLTEXT INDEX genre_style_name_fulltext IF NOT EXISTS FOR (n:Genre|Style) ON EACH [n.name]",
 )
-
-
-# Autocomplete: one full-text index per searchable type so a type filter stays an index read.
-# Eventually consistent: a commit only queues its Lucene updates and a background thread applies
-# them (a few ms later), so Lucene work stays off the writers' commit path and two writer
-# transactions do not queue behind one index writer. A freshly written name shows in autocomplete
-# after that short delay; `CALL db.index.fulltext.awaitEventuallyConsistentIndexRefresh()` waits it out.
-FULLTEXT_INDEXES: Final[dict[str, str]] = {
-    "artist_name_fulltext": "(n:Artist) ON EACH [n.name]",
-    "label_name_fulltext": "(n:Label) ON EACH [n.name]",
-    "master_title_fulltext": "(n:Master) ON EACH [n.title]",
-    "release_title_fulltext": "(n:Release) ON EACH [n.title]",
-    "genre_style_name_fulltext": "(n:Genre|Style) ON EACH [n.name]",
-}
-EVENTUALLY_CONSISTENT: Final = "fulltext.eventually_consistent"
-
-
-def fulltext_statement(name: str) -> str:
-    return (
-        f"CREATE FULLTEXT INDEX {name} IF NOT EXISTS FOR {FULLTEXT_INDEXES[name]} "
-        f"OPTIONS {{indexConfig: {{`{EVENTUALLY_CONSISTENT}`: true}}}}"
-    )
-
-
-async def _fulltext_to_rebuild(session: AsyncSession) -> list[str]:
-    """Full-text indexes of ours that exist with other settings (made by an older schema-init)."""
-    result = await session.run("SHOW FULLTEXT INDEXES YIELD name, options RETURN name, options")
-    stale = []
-    async for row in result:
-        config = (row["options"] or {}).get("indexConfig") or {}
-        if row["name"] in FULLTEXT_INDEXES and config.get(EVENTUALLY_CONSISTENT) is not True:
-            stale.append(str(row["name"]))
-    return stale
 
 
 async def apply_neo4j_schema(driver: AsyncDriver, database: str = "neo4j") -> int:
@@ -77,17 +49,7 @@ async def apply_neo4j_schema(driver: AsyncDriver, database: str = "neo4j") -> in
         for statement in STATEMENTS:
             result = await session.run(statement)
             await result.consume()
-        # An index option cannot be altered: an older full-text index is dropped and rebuilt
-        # (autocomplete misses its names until the rebuild is online, awaited below).
-        for name in await _fulltext_to_rebuild(session):
-            log.info("neo4j_fulltext_index_rebuilt", index=name)
-            result = await session.run(f"DROP INDEX {name} IF EXISTS")
-            await result.consume()
-        for name in FULLTEXT_INDEXES:
-            result = await session.run(fulltext_statement(name))
-            await result.consume()
         result = await session.run("CALL db.awaitIndexes(300)")
         await result.consume()
-    count = len(STATEMENTS) + len(FULLTEXT_INDEXES)
-    log.info("neo4j_schema_applied", statements=count)
-    return count
+    log.info("neo4j_schema_applied", statements=len(STATEMENTS))
+    return len(STATEMENTS)

@@ -85,9 +85,6 @@ async def load_samples(driver: AsyncDriver) -> dict[str, int]:
             await write_batch(driver, data_type, batch)
             written += len(batch)
         counts[data_type] = written
-    # Full-text indexes are eventually consistent: autocomplete sees the names once applied.
-    async with driver.session() as session:
-        await (await session.run("CALL db.index.fulltext.awaitEventuallyConsistentIndexRefresh()")).consume()
     return counts
 
 

@@ -14,7 +14,6 @@ from psycopg_pool import AsyncConnectionPool
 from common.clients import create_neo4j_driver, create_postgres_pool, create_redis
 from common.errors import ServiceUnavailableError
 from common.settings import Neo4jSettings, PostgresSettings, RedisSettings
-from schema_init.neo4j_schema import FULLTEXT_INDEXES, apply_neo4j_schema
 from tests.conftest import free_port
 
 pytestmark = pytest.mark.integration
@@ -39,42 +38,6 @@ async def test_neo4j_answers_and_has_the_schema(neo4j_driver: AsyncDriver) -> No
     )
     states = dict(records[0]["idx"])
     assert states["artist_name_fulltext"] == "ONLINE"
-
-
-async def test_fulltext_indexes_are_eventually_consistent_and_schema_init_migrates_old_ones(
-    neo4j_driver: AsyncDriver,
-) -> None:
-    """An index from an older schema-init (synchronous) is rebuilt with the option; names written
-    before and after show once the background refresh is awaited."""
-    await neo4j_driver.execute_query(
-        "MERGE (l:Label {id: 990000001}) SET l.name = 'Zyxwvu Migration Records'"
-    )
-    await neo4j_driver.execute_query("DROP INDEX label_name_fulltext IF EXISTS")
-    await neo4j_driver.execute_query(
-        "CREATE FULLTEXT INDEX label_name_fulltext FOR (n:Label) ON EACH [n.name] "
-        "OPTIONS {indexConfig: {`fulltext.eventually_consistent`: false}}"
-    )
-    try:
-        await apply_neo4j_schema(neo4j_driver)
-        records, _, _ = await neo4j_driver.execute_query(
-            "SHOW FULLTEXT INDEXES YIELD name, state, options RETURN name, state, options"
-        )
-        by_name = {r["name"]: r for r in records}
-        for name in FULLTEXT_INDEXES:
-            assert by_name[name]["state"] == "ONLINE"
-            assert by_name[name]["options"]["indexConfig"]["fulltext.eventually_consistent"] is True
-        await neo4j_driver.execute_query(
-            "MERGE (l:Label {id: 990000002}) SET l.name = 'Zyxwvu Fresh Records'"
-        )
-        await neo4j_driver.execute_query("CALL db.index.fulltext.awaitEventuallyConsistentIndexRefresh()")
-        records, _, _ = await neo4j_driver.execute_query(
-            "CALL db.index.fulltext.queryNodes('label_name_fulltext', 'zyxwvu') YIELD node "
-            "RETURN collect(node.id) AS ids"
-        )
-        assert sorted(records[0]["ids"]) == [990000001, 990000002]
-    finally:
-        await neo4j_driver.execute_query("MATCH (l:Label) WHERE l.id IN [990000001, 990000002] DELETE l")
-        await apply_neo4j_schema(neo4j_driver)
 
 
 async def test_postgres_answers_and_migrations_are_recorded(

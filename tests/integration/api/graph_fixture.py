@@ -163,8 +163,6 @@ async def load_graph(driver: AsyncDriver) -> None:
         for cypher, params in statements:
             await (await session.run(cypher, params)).consume()
         await (await session.run("CALL db.awaitIndexes(60)")).consume()
-        # Full-text indexes are eventually consistent: autocomplete sees these names once applied.
-        await (await session.run("CALL db.index.fulltext.awaitEventuallyConsistentIndexRefresh()")).consume()
 
 
 async def add_user_items(

@@ -53,7 +53,4 @@ async def load_samples(driver: AsyncDriver) -> dict[str, int]:
             result = await write_batch(driver, data_type, batch)
             assert not result.rejected, result.rejected
         written[file_name] = count
-    # Full-text indexes are eventually consistent: autocomplete sees the names once applied.
-    async with driver.session() as session:
-        await (await session.run("CALL db.index.fulltext.awaitEventuallyConsistentIndexRefresh()")).consume()
     return written
