@@ -20,6 +20,7 @@ from tests.integration.consumer_support import (
     V2,
     changed,
     message,
+    synthetic_release,
 )
 
 pytestmark = pytest.mark.integration
@@ -332,6 +333,25 @@ async def test_bad_record_shape_is_rejected_alone(clean_neo4j: AsyncDriver) -> N
     assert result.written == 1
     assert [(m.id, "artists must be a list" in why) for m, why in result.rejected] == [(99, True)]
     assert await q(clean_neo4j, "MATCH (r:Release) RETURN r.id AS id") == [{"id": 2}]
+
+
+async def test_a_batch_split_into_parallel_parts_writes_the_same_graph(clean_neo4j: AsyncDriver) -> None:
+    """Parts written concurrently (each mapped when its turn comes) share stubs, collect every
+    part's rejections and leave exactly the graph one transaction leaves."""
+    driver = clean_neo4j
+    records = [synthetic_release(i) for i in range(1, 301)]
+    for bad_id in (7, 150, 299):  # one bad shape in each part
+        records[bad_id - 1] = changed(records[bad_id - 1], artists={"not": "a list"})
+    messages = [message("releases", r) for r in records]
+    serial = await write_batch(driver, "releases", messages, parallel=1)
+    expected = await graph_snapshot(driver)
+    await q(driver, "MATCH (n) DETACH DELETE n")
+    result = await write_batch(driver, "releases", messages, parallel=3)
+    assert (result.written, result.unchanged) == (serial.written, serial.unchanged) == (297, 0)
+    assert sorted(m.id for m, _ in result.rejected) == [7, 150, 299]
+    assert await graph_snapshot(driver) == expected
+    again = await write_batch(driver, "releases", messages, parallel=3)
+    assert (again.written, again.unchanged, len(again.rejected)) == (0, 297, 3)
 
 
 async def test_full_record_clears_the_curator_stub_flag(clean_neo4j: AsyncDriver) -> None:
