@@ -231,6 +231,8 @@ class _Lane:
     first_at: float = 0.0  # time.monotonic() when the oldest buffered delivery arrived
     # batches committing, oldest first (at most `batch_concurrency`); each acks after the one before
     inflight: deque[asyncio.Task[list[tuple[Delivery, Any]]]] = field(default_factory=deque)
+    # record ids of the batches committing (only with batch concurrency > 1)
+    batch_ids: dict[asyncio.Task[list[tuple[Delivery, Any]]], set[Any]] = field(default_factory=dict)
 
 
 class _AbortedError(Exception):
@@ -546,13 +548,23 @@ class BatchConsumer:
         if not records:
             return True
         # Up to `batch_concurrency` batches commit while the next is received and decoded; each
-        # acks only after the one before it settled, so acks stay in order.
+        # acks only after the one before it settled, so acks stay in order. A record id that is
+        # still committing in another batch waits for it: two transactions that both see the
+        # record as new would both write it (graphinator would create its relationships twice).
+        ids = {getattr(m, "id", None) for _, m in records}
+        overlapping = any(not ids.isdisjoint(lane.batch_ids.get(task, ())) for task in lane.inflight)
+        if overlapping and not await self._settle_inflight(data_type, lane):
+            return False
         while len(lane.inflight) >= self.settings.batch_concurrency:
             if await lane.inflight.popleft():
                 await self._settle_inflight(data_type, lane)
                 return False
         previous = lane.inflight[-1] if lane.inflight else None
-        lane.inflight.append(asyncio.create_task(self._flush_safely(data_type, records, previous)))
+        task = asyncio.create_task(self._flush_safely(data_type, records, previous))
+        if self.settings.batch_concurrency > 1:
+            lane.batch_ids[task] = ids
+            task.add_done_callback(lambda done: lane.batch_ids.pop(done, None))
+        lane.inflight.append(task)
         return True
 
     async def _settle_inflight(self, data_type: str, lane: _Lane) -> bool:
