@@ -506,12 +506,11 @@ class BatchConsumer:
                 lane.full.clear()
                 batch, weight = _take_batch(buffer, batch_size)
                 lane.weight = max(0, lane.weight - weight)
-                take = weight
                 if buffer:
                     lane.first_at = time.monotonic()
                 if lane.urgent:
                     lane.urgent = any(_looks_like_control(d.body) for d in buffer)
-                received.inc(take)
+                received.inc(weight)
                 last_message.set(stats.last_message_at or time.time())
                 if not await self._process(data_type, lane, batch):
                     break  # stopping while a batch was still failing: the rest is redelivered

@@ -124,18 +124,8 @@ def single_record_body(message: Any) -> bytes:
     head = orjson.dumps(
         {"schema_version": SCHEMA_VERSION, "kind": "record", "type": message.type, "version": message.version}
     )
-    return b"".join(
-        (
-            head[:-1],
-            b',"id":',
-            str(message.id).encode(),
-            b',"sha256":"',
-            str(message.sha256).encode(),
-            b'","record":',
-            raw,
-            b"}",
-        )
-    )
+    # {..., "version": v} + the id/sha256/record keys of a `records` element
+    return head[:-1] + b"," + record_item_bytes(message.id, str(message.sha256), raw)[1:]
 
 
 class FileComplete(_Message):

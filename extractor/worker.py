@@ -65,26 +65,23 @@ class MessageBuilder:
         record did not fit and then filled a message on its own)."""
         done: list[Item] = []
         if self._items and self._size + len(item) > self.max_bytes:
-            done.extend(self.flush_list())
+            done.extend(self.flush())
         self._items.append(item)
         self._size += len(item)
         self._last = (ordinal, offset)
         if len(self._items) >= self.max_records or self._size >= self.max_bytes:
-            done.extend(self.flush_list())
+            done.extend(self.flush())
         return done
 
-    def flush_list(self) -> list[Item]:
-        item = self.flush()
-        return [] if item is None else [item]
-
-    def flush(self) -> Item | None:
+    def flush(self) -> list[Item]:
+        """The message holding the records collected so far (none when there are none)."""
         if not self._items:
-            return None
+            return []
         body = records_body(self.data_type, self.version, self._items)
         item: Item = (self._last[0], self._last[1], len(self._items), body, None)
         self._items = []
         self._size = 0
-        return item
+        return [item]
 
 
 def produce(
@@ -121,16 +118,16 @@ def produce(
                 assert rec.id is not None and rec.sha256 is not None and rec.json is not None
                 emit(builder.add(ordinal, offset, record_item_bytes(rec.id, rec.sha256, rec.json)))
             else:
-                emit(builder.flush_list())  # ordinals are published in order
+                emit(builder.flush())  # ordinals are published in order
                 body = dead_letter_body(data_type, version, ordinal, rec.error, rec.raw)
                 emit([(ordinal, offset, 1, body, rec.error)])
     except DumpCorruptError as exc:
-        batch.extend(builder.flush_list())
+        batch.extend(builder.flush())
         if batch:
             put(("batch", batch))
         put(("corrupt", str(exc), ordinal))
         return
-    batch.extend(builder.flush_list())
+    batch.extend(builder.flush())
     if batch:
         put(("batch", batch))
     put(("done", ordinal, path.stat().st_size))

@@ -151,7 +151,7 @@ def test_message_builder_limits() -> None:
     out = []
     for i in range(1, 8):
         out += builder.add(i, i * 10, b'{"id":%d}' % i)
-    out += builder.flush_list()
+    out += builder.flush()
     assert [(last, count) for last, _, count, _, _ in out] == [(3, 3), (6, 3), (7, 1)]
     big = MessageBuilder("releases", "20261101", max_records=100, max_bytes=1000)
     done = big.add(1, 0, b"x" * 10) + big.add(2, 0, b"y" * 5000) + big.add(3, 0, b"z" * 10)
