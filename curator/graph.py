@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import Any, Final, Literal
 
-from neo4j import AsyncDriver, AsyncManagedTransaction
+from neo4j import AsyncDriver, AsyncManagedTransaction, unit_of_work
 
 BATCH: Final = 500
 
@@ -85,6 +85,7 @@ async def write_list(
     synced_at: str,
     items: list[dict[str, Any]],
     database: str | None = None,
+    timeout: float | None = None,
 ) -> int:
     """Write one list for one user (see the module doc); returns how many relationships were removed.
 
@@ -110,4 +111,4 @@ async def write_list(
         return removed
 
     async with driver.session(database=database) as session:
-        return await session.execute_write(work)
+        return await session.execute_write(unit_of_work(timeout=timeout)(work) if timeout else work)

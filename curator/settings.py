@@ -52,6 +52,9 @@ class CuratorSettings(
     discogs_per_page: int = Field(100, alias="DISCOGS_PER_PAGE", ge=1, le=100)
 
     # Sync lifecycle
+    # A write that cannot finish (a lock held elsewhere) fails the sync instead of leaving it
+    # `running` forever; the user can start it again.
+    write_timeout_s: float = Field(120.0, alias="SYNC_WRITE_TIMEOUT_S", gt=0, le=3600)
     sync_concurrency: int = Field(2, alias="SYNC_CONCURRENCY", ge=1, le=32)
     sync_heartbeat_interval_s: float = Field(10.0, alias="SYNC_HEARTBEAT_INTERVAL_S", gt=0, le=600)
     sync_stale_after_s: float = Field(120.0, alias="SYNC_STALE_AFTER_S", gt=0, le=86400)

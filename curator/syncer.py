@@ -16,12 +16,14 @@ Every Discogs error ends the sync as `failed` with a readable message (never a s
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 from uuid import UUID
 
 from neo4j import AsyncDriver
+from neo4j.exceptions import Neo4jError
 from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
@@ -207,20 +209,30 @@ class Syncer:
         collected = [_graph_item(i, collection=True) for i in collection]
         wanted = [_graph_item(i, collection=False) for i in wants]
         common = {"user_id": str(user_id), "username": username, "sync_id": str(sync_id), "synced_at": now}
-        database = self.settings.neo4j_database
-        progress.removed["neo4j_collected"] = await graph.write_list(
-            self.driver, "COLLECTED", items=collected, database=database, **common
-        )
-        progress.removed["neo4j_wants"] = await graph.write_list(
-            self.driver, "WANTS", items=wanted, database=database, **common
-        )
+        database, timeout = self.settings.neo4j_database, self.settings.write_timeout_s
+        started = time.monotonic()
+        try:
+            progress.removed["neo4j_collected"] = await graph.write_list(
+                self.driver, "COLLECTED", items=collected, database=database, timeout=timeout, **common
+            )
+            progress.removed["neo4j_wants"] = await graph.write_list(
+                self.driver, "WANTS", items=wanted, database=database, timeout=timeout, **common
+            )
+        except Neo4jError as exc:
+            raise SyncFailedError(f"Writing the graph failed ({exc.code}); try the sync again") from exc
+        log.info("sync_graph_written", sync_id=str(sync_id), seconds=round(time.monotonic() - started, 2))
+        started = time.monotonic()
         async with self.pool.connection() as conn, conn.transaction():
+            # Same bound as the graph write: a lock held elsewhere fails the sync, never hangs it.
+            limit = f"{int(timeout * 1000)}ms"
+            await conn.execute("SELECT set_config('statement_timeout', %s, true)", (limit,))
             progress.removed["pg_collection"] = await store.replace_collection(
                 conn, user_id, [_collection_row(i) for i in collection]
             )
             progress.removed["pg_wantlist"] = await store.replace_wantlist(
                 conn, user_id, [_want_row(i) for i in wants]
             )
+        log.info("sync_tables_written", sync_id=str(sync_id), seconds=round(time.monotonic() - started, 2))
         progress.collection_count = len(collection)
         progress.wantlist_count = len(wants)
 

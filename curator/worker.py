@@ -67,6 +67,7 @@ class Curator:
         self._consumer_tag: str | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._reaper: asyncio.Task[None] | None = None
+        self._stopping = asyncio.Event()
 
     # ---- life cycle
 
@@ -109,10 +110,11 @@ class Curator:
         if self.queue is not None and self._consumer_tag is not None:
             with contextlib.suppress(Exception):
                 await self.queue.cancel(self._consumer_tag)
-        if self._reaper is not None:
-            self._reaper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._reaper
+        self._stopping.set()
+        if self._reaper is not None:  # told to stop, not cancelled (see _process)
+            _, pending = await asyncio.wait({self._reaper}, timeout=15)
+            for task in pending:
+                task.cancel()
         for task in list(self._tasks):
             task.cancel()
         if self._tasks:
@@ -146,7 +148,10 @@ class Curator:
 
     async def _reap_forever(self) -> None:
         while True:
-            await asyncio.sleep(self.settings.sync_reaper_interval_s)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), self.settings.sync_reaper_interval_s)
+            if self._stopping.is_set():
+                return
             try:
                 await self.reap()
             except Exception as exc:  # a store hiccup must not kill the reaper; try again later
@@ -230,7 +235,8 @@ class Curator:
         progress = SyncProgress()
         work = asyncio.create_task(self.syncer.run(sync_id, claimed.user_id, progress))
         lost = asyncio.Event()
-        beat = asyncio.create_task(self._heartbeat(sync_id, progress, work, lost))
+        finished = asyncio.Event()
+        beat = asyncio.create_task(self._heartbeat(sync_id, progress, work, lost, finished))
         ACTIVE.inc()
         started = asyncio.get_running_loop().time()
         error: str | None = None
@@ -249,9 +255,14 @@ class Curator:
                 log.exception("sync_crashed", sync_id=str(sync_id))
                 error = f"Internal error while syncing ({type(exc).__name__}: {exc}); try again later"
         finally:
-            beat.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await beat
+            # The heartbeat is told to stop, not cancelled: on Python 3.11 a cancellation that
+            # meets a database wait completing at that moment can be swallowed (CPython gh-86296,
+            # asyncio.wait_for), and the heartbeat then runs on while this awaits it, leaving the
+            # sync `running` for ever. A heartbeat stuck in a store call is abandoned after a bound.
+            finished.set()
+            _, pending = await asyncio.wait({beat}, timeout=self.settings.sync_heartbeat_interval_s + 15)
+            for task in pending:
+                task.cancel()
             ACTIVE.dec()
         DURATION.observe(asyncio.get_running_loop().time() - started)
         async with self.pool.connection() as conn:
@@ -284,11 +295,20 @@ class Curator:
             log.info("sync_handed_back", sync_id=str(sync_id))
 
     async def _heartbeat(
-        self, sync_id: UUID, progress: SyncProgress, work: asyncio.Task[None], lost: asyncio.Event
+        self,
+        sync_id: UUID,
+        progress: SyncProgress,
+        work: asyncio.Task[None],
+        lost: asyncio.Event,
+        finished: asyncio.Event,
     ) -> None:
+        """Refresh the row's heartbeat every interval until `finished` is set."""
         assert self.pool is not None
         while True:
-            await asyncio.sleep(self.settings.sync_heartbeat_interval_s)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(finished.wait(), self.settings.sync_heartbeat_interval_s)
+            if finished.is_set():
+                return
             try:
                 async with self.pool.connection() as conn:
                     alive = await store.heartbeat(conn, sync_id, progress.pages_fetched)

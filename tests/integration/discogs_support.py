@@ -12,7 +12,7 @@ import sys
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, ClassVar
 
 import httpx
 from asgi_lifespan import LifespanManager
@@ -149,6 +149,10 @@ async def purge_sync_queue(amqp_connection: Any) -> None:
 class CuratorProcess:
     """`python -m curator` as a real worker process, on a free health port."""
 
+    # Every process started and not yet stopped: `kill_all` ends them after each test, so a test
+    # that fails half-way never leaves a worker consuming the next tests' sync requests.
+    running: ClassVar[set[CuratorProcess]] = set()
+
     def __init__(self, fake: FakeDiscogs, **env: Any) -> None:
         self.health_port = free_port()
         self.env = {
@@ -181,6 +185,7 @@ class CuratorProcess:
         self.proc = subprocess.Popen(  # noqa: ASYNC220 - a long-running child, not awaited
             [sys.executable, "-m", "curator"], env=self.env, cwd=REPO_ROOT, stdout=log, stderr=log
         )
+        CuratorProcess.running.add(self)
         deadline = asyncio.get_running_loop().time() + 60
         async with httpx.AsyncClient() as http:
             while True:
@@ -198,6 +203,12 @@ class CuratorProcess:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait(10)
+        CuratorProcess.running.discard(self)
+
+    @classmethod
+    def kill_all(cls) -> None:
+        for process in list(cls.running):
+            process.kill()
 
     async def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
@@ -208,6 +219,10 @@ class CuratorProcess:
                 await asyncio.sleep(0.1)
             else:
                 self.kill()
+        CuratorProcess.running.discard(self)
+        # Captured by pytest and shown only when the test failed.
+        tail = "\n".join(self.logs().splitlines()[-40:])
+        print(f"--- curator log ({self.log_path.name}), last lines:\n{tail}")
 
     def logs(self) -> str:
         return self.log_path.read_text() if self.log_path.exists() else ""

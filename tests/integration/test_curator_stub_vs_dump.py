@@ -44,7 +44,7 @@ async def test_stub_later_loaded_from_the_dump_survives_when_the_user_drops_it(
     clean_neo4j: AsyncDriver,
 ) -> None:
     dump = message("releases", RELEASE_1)
-    common = {"user_id": USER, "username": "demo", "synced_at": "2026-01-01T00:00:00Z"}
+    common: dict[str, Any] = {"user_id": USER, "username": "demo", "synced_at": "2026-01-01T00:00:00Z"}
     # The sync sees the release before the dump does: a stub is created...
     await write_list(clean_neo4j, "COLLECTED", sync_id="s1", items=[item(dump.id, "API title")], **common)
     stub = await release(clean_neo4j, dump.id)
@@ -67,7 +67,7 @@ async def test_stub_later_loaded_from_the_dump_survives_when_the_user_drops_it(
 
 
 async def test_unreferenced_stub_release_is_removed(clean_neo4j: AsyncDriver) -> None:
-    common = {"user_id": USER, "username": "demo", "synced_at": "2026-01-01T00:00:00Z"}
+    common: dict[str, Any] = {"user_id": USER, "username": "demo", "synced_at": "2026-01-01T00:00:00Z"}
     await write_list(clean_neo4j, "COLLECTED", sync_id="s1", items=[item(987654321, "Only in API")], **common)
     stub = await release(clean_neo4j, 987654321)
     assert stub is not None

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +31,12 @@ from tests.integration.discogs_support import (
 )
 
 pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(autouse=True)
+def no_curator_outlives_its_test() -> Iterator[None]:
+    yield
+    CuratorProcess.kill_all()
 
 
 @pytest.fixture
@@ -111,8 +117,8 @@ async def test_a_crash_mid_sync_is_picked_up_by_the_next_worker(
 
     first = CuratorProcess(fake, DISCOGS_RATE_LIMIT=60, DISCOGS_RATE_WINDOW_S=60)
     await first.start()
-    sync_id = (await client.post("/api/sync", headers=headers)).json()["sync_id"]
     try:
+        sync_id = (await client.post("/api/sync", headers=headers)).json()["sync_id"]
         deadline = asyncio.get_running_loop().time() + 60
         while True:  # wait until the worker is inside the sync (it heartbeats page counts)
             body = (await client.get(f"/api/sync/{sync_id}", headers=headers)).json()
