@@ -35,9 +35,10 @@ curator's `stub` flag (a sync creates `stub: true` nodes for releases the dump h
 
 Writes: after the hash check, one statement per batch MERGEs the nodes, MERGEs every distinct
 target (stub, genre, style) once in sorted key order, and CREATEs the owned edges by position in
-those node lists (no index lookup per edge). The hash check and
-the writes happen in the same transaction: an unchanged sha256 only bumps `dump_version`; a
-changed record's owned relationships are deleted and re-created. A message from an older dump
+those node lists (no index lookup per edge). The hash check locks the batch's ids first, and it
+and the writes happen in the same transaction: an unchanged sha256 only bumps `dump_version`; a
+changed record's owned relationships are deleted and re-created; a concurrent writer of the same
+id (another batch, another replica) waits and then sees it unchanged. A message from an older dump
 version than the stored one is ignored (`stale`).
 
 `remove_stale(driver, type, version)`: full nodes whose `dump_version` is older than `version`
@@ -436,6 +437,17 @@ _DROP_OWNED: Final[dict[str, str]] = {
         CALL (n) { MATCH (n)<-[r:CREDITED]-() DELETE r }""",
 }
 
+# The hash check locks every id of the batch first (in id order, so two batches never deadlock on
+# them): a node is created, or an existing one written to, and held until commit. Another
+# transaction (a second batch in flight, another replica) with the same id waits here and then
+# reads the committed hash, so two writers never both see a record as new and both create its
+# relationships. The marker properties are set and removed again: nothing of them is stored.
+_LOCK_AND_READ: Final = """UNWIND $ids AS id
+    MERGE (n:{label} {{id: id}}) ON CREATE SET n.__created = true
+    WITH n, n.__created IS NOT NULL AS created
+    SET n.__lock = true REMOVE n.__lock, n.__created
+    RETURN n.id AS id, n.sha256 AS sha256, n.dump_version AS version, created"""
+
 _STUB_NEIGHBOURS: Final = """UNWIND $ids AS id MATCH (:{label} {{id: id}})--(x)
     WHERE x.sha256 IS NULL AND NOT x:Genre AND NOT x:Style RETURN collect(DISTINCT elementId(x)) AS near"""
 _DELETE_ORPHAN_STUBS: Final = (
@@ -504,22 +516,19 @@ def map_batch(
     return mapped, rejected
 
 
-async def _write_tx(
+async def write_tx(
     tx: AsyncManagedTransaction,
     data_type: str,
     mapped: dict[int, tuple[RecordMessage, dict[str, Any], _Rows]],
 ) -> WriteResult:
+    """One batch (from `map_batch`) inside the caller's transaction: lock and hash-check its ids,
+    then write what is new or changed."""
     label = _label(data_type)
     result = WriteResult()
     if not mapped:
         return result
-    stored = await _run(
-        tx,
-        f"UNWIND $ids AS id MATCH (n:{label} {{id: id}}) "
-        "RETURN n.id AS id, n.sha256 AS sha256, n.dump_version AS version",
-        ids=list(mapped),
-    )
-    existing = {row["id"]: row for row in stored}
+    stored = await _run(tx, _LOCK_AND_READ.format(label=label), ids=list(mapped))
+    existing = {row["id"]: row for row in stored if not row["created"]}
     bumps: list[dict[str, Any]] = []
     changed: list[int] = []  # existing nodes (full or stub) whose record is (re)written
     write: list[int] = []
@@ -578,7 +587,7 @@ async def write_batch(
     """
     _label(data_type)
     mapped, rejected = map_batch(data_type, messages)
-    work = unit_of_work(timeout=timeout)(_write_tx) if timeout else _write_tx
+    work = unit_of_work(timeout=timeout)(write_tx) if timeout else write_tx
 
     async def write_part(part: dict[int, tuple[RecordMessage, dict[str, Any], _Rows]]) -> WriteResult:
         async with driver.session(database=database) as session:

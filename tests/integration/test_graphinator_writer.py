@@ -3,12 +3,14 @@ handling (stale relationships dropped) and the sweep of records missing from a n
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
-from neo4j import AsyncDriver
+from neo4j import AsyncDriver, AsyncManagedTransaction
 
-from graphinator.writer import format_strings, remove_stale, write_batch
+from common.writes import WriteResult
+from graphinator.writer import format_strings, map_batch, remove_stale, write_batch, write_tx
 from tests.integration.consumer_support import (
     ARTIST_2,
     ARTIST_26,
@@ -365,3 +367,40 @@ async def test_full_record_clears_the_curator_stub_flag(clean_neo4j: AsyncDriver
     [a] = await q(driver, "MATCH (a:Artist {id: $id}) RETURN properties(a) AS p", id=artist.id)
     assert "stub" not in r["p"] and r["p"]["sha256"] == release.sha256
     assert "stub" not in a["p"] and a["p"]["sha256"] == artist.sha256
+
+
+async def test_a_second_writer_of_the_same_records_waits_and_finds_them_unchanged(
+    clean_neo4j: AsyncDriver,
+) -> None:
+    """Two transactions with the same new records (a second batch in flight, another replica): the
+    second waits for the first one's commit and then finds every record unchanged, so the
+    relationships are created once (before the hash check locked the ids, both wrote them)."""
+    driver = clean_neo4j
+    messages = [message("releases", synthetic_release(i, tracks=2)) for i in range(1, 21)]
+    await write_batch(driver, "releases", messages)
+    expected = await graph_snapshot(driver)
+    await q(driver, "MATCH (n) DETACH DELETE n")
+
+    mapped, _ = map_batch("releases", messages)
+    first_wrote = asyncio.Event()
+    commit_first = asyncio.Event()
+
+    async def first_writer(tx: AsyncManagedTransaction) -> WriteResult:
+        result = await write_tx(tx, "releases", mapped)
+        first_wrote.set()
+        await commit_first.wait()  # the transaction stays open, holding its locks
+        return result
+
+    async def first() -> WriteResult:
+        async with driver.session() as session:
+            return await session.execute_write(first_writer)
+
+    first_task = asyncio.create_task(first())
+    await asyncio.wait_for(first_wrote.wait(), 30)
+    second_task = asyncio.create_task(write_batch(driver, "releases", messages))
+    await asyncio.sleep(1.0)
+    assert not second_task.done()  # waiting for the first writer's locks
+    commit_first.set()
+    first_result, second_result = await first_task, await second_task
+    assert (first_result.written, second_result.written, second_result.unchanged) == (20, 0, 20)
+    assert await graph_snapshot(driver) == expected
