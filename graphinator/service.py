@@ -22,7 +22,7 @@ from common.messages import ExtractionComplete, FileComplete, RecordMessage
 from common.readiness import neo4j_check
 from common.settings import AmqpSettings, BaseServiceSettings, ConnectRetrySettings, Neo4jSettings
 from common.writes import WriteResult
-from graphinator.writer import LABELS, remove_stale, write_batch
+from graphinator.writer import LABELS, ConcurrentWriteError, remove_stale, write_batch
 
 log = get_logger(__name__)
 
@@ -49,8 +49,9 @@ class GraphinatorSettings(
 
 
 def is_transient(exc: BaseException) -> bool:
-    """Connection loss, deadlocks, timeouts and anything the driver marks retryable: retry."""
-    if isinstance(exc, TransientError | ServiceUnavailable | SessionExpired):
+    """Connection loss, deadlocks, timeouts, a record written meanwhile by another transaction and
+    anything the driver marks retryable: retry."""
+    if isinstance(exc, TransientError | ServiceUnavailable | SessionExpired | ConcurrentWriteError):
         return True
     if isinstance(exc, Neo4jError) and any(code in (exc.code or "") for code in _TRANSIENT_CODES):
         return True

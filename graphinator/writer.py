@@ -35,11 +35,12 @@ curator's `stub` flag (a sync creates `stub: true` nodes for releases the dump h
 
 Writes: after the hash check, one statement per batch MERGEs the nodes, MERGEs every distinct
 target (stub, genre, style) once in sorted key order, and CREATEs the owned edges by position in
-those node lists (no index lookup per edge). The hash check locks the batch's ids first, and it
-and the writes happen in the same transaction: an unchanged sha256 only bumps `dump_version`; a
-changed record's owned relationships are deleted and re-created; a concurrent writer of the same
-id (another batch, another replica) waits and then sees it unchanged. A message from an older dump
-version than the stored one is ignored (`stale`).
+those node lists (no index lookup per edge). The hash check and the writes happen in the same
+transaction: an unchanged sha256 only bumps `dump_version`; a changed record's owned relationships
+are deleted and re-created. A record the check found absent but another transaction (a second
+batch in flight, another replica) created meanwhile is not written twice: MERGE waits for that
+commit, the same hash counts as unchanged, another hash retries the batch (ConcurrentWriteError).
+A message from an older dump version than the stored one is ignored (`stale`).
 
 `remove_stale(driver, type, version)`: full nodes whose `dump_version` is older than `version`
 lose their owned relationships and properties; a node something else still points at (a release
@@ -79,6 +80,11 @@ class _Rows:
 
     def add(self, kind: str, row: dict[str, Any]) -> None:
         self.rels.setdefault(kind, []).append(row)
+
+
+class ConcurrentWriteError(Exception):
+    """A record was written by another transaction between the hash check and the write, in a
+    different version: transient, the batch is retried."""
 
 
 class RecordShapeError(ValueError):
@@ -337,12 +343,20 @@ def _write_statement(data_type: str) -> str:
     label = LABELS[data_type]
     rels = _RELS[data_type]
     targets = [t for t in _TARGETS.values() if any(r.target == t.label for r in rels)]
-    sets = ", ".join(f"n.{prop} = row[{i}]" for i, prop in enumerate(_NODE_PROPS[data_type], 1))
+    props = _NODE_PROPS[data_type]
+    sets = ", ".join(f"x.{prop} = row[{i}]" for i, prop in enumerate(props, 1))
+    sha, new = props.index("sha256") + 1, len(props) + 1
+    # A record the hash check found absent but another transaction (a second batch in flight,
+    # another replica) created meanwhile: MERGE waited for that commit and found the node with a
+    # hash. It is `taken`: not written again (its relationships exist), its source slot is empty.
     # A null value removes the property (a changed record keeps nothing of its old version); a full
     # record is no (curator) stub any more.
     parts = [
-        f"UNWIND $nodes AS row MERGE (n:{label} {{id: row[0]}}) SET {sets} REMOVE n.stub "
-        "WITH collect(n) AS src"
+        f"UNWIND $nodes AS row MERGE (n:{label} {{id: row[0]}}) "
+        f"WITH n, row, CASE WHEN row[{new}] AND n.sha256 IS NOT NULL THEN n.sha256 END AS other "
+        f"FOREACH (x IN CASE WHEN other IS NULL THEN [n] ELSE [] END | SET {sets} REMOVE x.stub) "
+        "WITH collect(CASE WHEN other IS NULL THEN [n] ELSE [] END) AS src, "
+        f"collect(CASE WHEN other IS NOT NULL THEN [row[0], other = row[{sha}]] END) AS taken"
     ]
     for t in targets:
         key, name = ("row[0]", " ON CREATE SET x.name = row[1]") if t.named else ("row", "")
@@ -354,19 +368,22 @@ def _write_statement(data_type: str) -> str:
         t = _TARGETS[rel.target]
         parts.append(
             f"CALL (src, {t.param}) {{ UNWIND $r_{rel.kind} AS r "
-            f"WITH src[r[0]] AS s, {t.param}[r[1]] AS t, r {rel.create} }}"
+            f"UNWIND src[r[0]] AS s WITH s, {t.param}[r[1]] AS t, r {rel.create} }}"
         )
     if any(t.label == "Genre" for t in targets):
         parts.append(
             "CALL (t_style, t_genre) { UNWIND $part_of AS p WITH t_style[p[0]] AS s, t_genre[p[1]] AS g "
             "MERGE (s)-[:PART_OF]->(g) }"
         )
-    parts.append("RETURN size(src) AS written")
+    parts.append("RETURN taken")
     return "\n".join(parts)
 
 
 def _write_params(
-    data_type: str, write: list[int], mapped: dict[int, tuple[RecordMessage, dict[str, Any], _Rows]]
+    data_type: str,
+    write: list[int],
+    mapped: dict[int, tuple[RecordMessage, dict[str, Any], _Rows]],
+    new: set[int],
 ) -> dict[str, Any]:
     """The parameters of `_WRITE[data_type]`: rows reference nodes by their position in a list."""
     rels = _RELS[data_type]
@@ -388,7 +405,7 @@ def _write_params(
             grouped.setdefault(kind, []).extend(items)
         part_of |= record_rows.part_of
     props = _NODE_PROPS[data_type]
-    params: dict[str, Any] = {"nodes": [[rid, *map(mapped[rid][1].get, props)] for rid in write]}
+    params: dict[str, Any] = {"nodes": [[rid, *map(mapped[rid][1].get, props), rid in new] for rid in write]}
     positions: dict[str, dict[Any, int]] = {}
     for t in _TARGETS.values():
         if not any(r.target == t.label for r in rels):
@@ -436,17 +453,6 @@ _DROP_OWNED: Final[dict[str, str]] = {
         CALL (n) { MATCH (n)-[r:BY|ON|DERIVED_FROM|IS]->() DELETE r }
         CALL (n) { MATCH (n)<-[r:CREDITED]-() DELETE r }""",
 }
-
-# The hash check locks every id of the batch first (in id order, so two batches never deadlock on
-# them): a node is created, or an existing one written to, and held until commit. Another
-# transaction (a second batch in flight, another replica) with the same id waits here and then
-# reads the committed hash, so two writers never both see a record as new and both create its
-# relationships. The marker properties are set and removed again: nothing of them is stored.
-_LOCK_AND_READ: Final = """UNWIND $ids AS id
-    MERGE (n:{label} {{id: id}}) ON CREATE SET n.__created = true
-    WITH n, n.__created IS NOT NULL AS created
-    SET n.__lock = true REMOVE n.__lock, n.__created
-    RETURN n.id AS id, n.sha256 AS sha256, n.dump_version AS version, created"""
 
 _STUB_NEIGHBOURS: Final = """UNWIND $ids AS id MATCH (:{label} {{id: id}})--(x)
     WHERE x.sha256 IS NULL AND NOT x:Genre AND NOT x:Style RETURN collect(DISTINCT elementId(x)) AS near"""
@@ -527,8 +533,13 @@ async def write_tx(
     result = WriteResult()
     if not mapped:
         return result
-    stored = await _run(tx, _LOCK_AND_READ.format(label=label), ids=list(mapped))
-    existing = {row["id"]: row for row in stored if not row["created"]}
+    stored = await _run(
+        tx,
+        f"UNWIND $ids AS id MATCH (n:{label} {{id: id}}) "
+        "RETURN n.id AS id, n.sha256 AS sha256, n.dump_version AS version",
+        ids=list(mapped),
+    )
+    existing = {row["id"]: row for row in stored}
     bumps: list[dict[str, Any]] = []
     changed: list[int] = []  # existing nodes (full or stub) whose record is (re)written
     write: list[int] = []
@@ -559,11 +570,18 @@ async def write_tx(
         found = await _run(tx, _STUB_NEIGHBOURS.format(label=label), ids=changed)
         near = found[0]["near"] if found else []
         await _run(tx, _DROP_OWNED[data_type], ids=changed)
-    await _run(tx, _WRITE[data_type], **_write_params(data_type, write, mapped))
+    new = set(write).difference(existing)
+    written = await _run(tx, _WRITE[data_type], **_write_params(data_type, write, mapped, new))
+    taken = written[0]["taken"] if written else []
+    if not all(same for _, same in taken):
+        # Another version of a record landed meanwhile: retry, the hash check then decides.
+        ids = sorted(rid for rid, same in taken if not same)
+        raise ConcurrentWriteError(f"{label} {ids[:5]} written meanwhile by another transaction")
+    result.unchanged += len(taken)
     if near:
         # Stubs only the old version of a changed record pointed at carry nothing any more.
         await _run(tx, _DELETE_ORPHAN_STUBS, ids=near)
-    result.written = len(write)
+    result.written = len(write) - len(taken)
     return result
 
 

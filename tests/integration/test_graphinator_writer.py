@@ -10,7 +10,14 @@ import pytest
 from neo4j import AsyncDriver, AsyncManagedTransaction
 
 from common.writes import WriteResult
-from graphinator.writer import format_strings, map_batch, remove_stale, write_batch, write_tx
+from graphinator.writer import (
+    ConcurrentWriteError,
+    format_strings,
+    map_batch,
+    remove_stale,
+    write_batch,
+    write_tx,
+)
 from tests.integration.consumer_support import (
     ARTIST_2,
     ARTIST_26,
@@ -369,38 +376,66 @@ async def test_full_record_clears_the_curator_stub_flag(clean_neo4j: AsyncDriver
     assert "stub" not in a["p"] and a["p"]["sha256"] == artist.sha256
 
 
+async def hold_open_write(
+    driver: AsyncDriver, messages: list[Any]
+) -> tuple[asyncio.Task[WriteResult], asyncio.Event]:
+    """Write `messages` in a transaction that stays open (holding its locks) until the returned
+    event is set; the task gives its WriteResult after the commit."""
+    mapped, _ = map_batch("releases", messages)
+    wrote, commit = asyncio.Event(), asyncio.Event()
+
+    async def work(tx: AsyncManagedTransaction) -> WriteResult:
+        result = await write_tx(tx, "releases", mapped)
+        wrote.set()
+        await commit.wait()
+        return result
+
+    async def run() -> WriteResult:
+        async with driver.session() as session:
+            return await session.execute_write(work)
+
+    task = asyncio.create_task(run())
+    await asyncio.wait_for(wrote.wait(), 30)
+    return task, commit
+
+
 async def test_a_second_writer_of_the_same_records_waits_and_finds_them_unchanged(
     clean_neo4j: AsyncDriver,
 ) -> None:
     """Two transactions with the same new records (a second batch in flight, another replica): the
-    second waits for the first one's commit and then finds every record unchanged, so the
-    relationships are created once (before the hash check locked the ids, both wrote them)."""
+    second waits for the first one's commit, then finds them written and creates nothing again; a
+    different version written meanwhile makes it fail as transient, and its retry lands it."""
     driver = clean_neo4j
-    messages = [message("releases", synthetic_release(i, tracks=2)) for i in range(1, 21)]
-    await write_batch(driver, "releases", messages)
-    expected = await graph_snapshot(driver)
+    v1 = [message("releases", synthetic_release(i, tracks=2)) for i in range(1, 21)]
+    v2 = [
+        message("releases", changed(synthetic_release(i, tracks=3), title=f"New {i}"), V2)
+        for i in range(1, 21)
+    ]
+    await write_batch(driver, "releases", v1)
+    expected_v1 = await graph_snapshot(driver)
     await q(driver, "MATCH (n) DETACH DELETE n")
+    await write_batch(driver, "releases", v2)
+    expected_v2 = await graph_snapshot(driver)
 
-    mapped, _ = map_batch("releases", messages)
-    first_wrote = asyncio.Event()
-    commit_first = asyncio.Event()
-
-    async def first_writer(tx: AsyncManagedTransaction) -> WriteResult:
-        result = await write_tx(tx, "releases", mapped)
-        first_wrote.set()
-        await commit_first.wait()  # the transaction stays open, holding its locks
-        return result
-
-    async def first() -> WriteResult:
-        async with driver.session() as session:
-            return await session.execute_write(first_writer)
-
-    first_task = asyncio.create_task(first())
-    await asyncio.wait_for(first_wrote.wait(), 30)
-    second_task = asyncio.create_task(write_batch(driver, "releases", messages))
+    await q(driver, "MATCH (n) DETACH DELETE n")
+    first, commit = await hold_open_write(driver, v1)
+    second = asyncio.create_task(write_batch(driver, "releases", v1))
     await asyncio.sleep(1.0)
-    assert not second_task.done()  # waiting for the first writer's locks
-    commit_first.set()
-    first_result, second_result = await first_task, await second_task
-    assert (first_result.written, second_result.written, second_result.unchanged) == (20, 0, 20)
-    assert await graph_snapshot(driver) == expected
+    assert not second.done()  # waiting for the first writer's commit
+    commit.set()
+    assert (await first).written == 20
+    result = await second
+    assert (result.written, result.unchanged) == (0, 20)
+    assert await graph_snapshot(driver) == expected_v1
+
+    await q(driver, "MATCH (n) DETACH DELETE n")
+    first, commit = await hold_open_write(driver, v1)
+    newer = asyncio.create_task(write_batch(driver, "releases", v2))
+    await asyncio.sleep(1.0)
+    commit.set()
+    await first
+    with pytest.raises(ConcurrentWriteError):
+        await newer
+    retried = await write_batch(driver, "releases", v2)
+    assert retried.written == 20
+    assert await graph_snapshot(driver) == expected_v2
