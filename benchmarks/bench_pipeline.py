@@ -131,7 +131,7 @@ def run(releases: int, out: Path) -> dict[str, Any]:
             for path in paths.values():
                 (src / path.name).symlink_to(path)
             extractor_port = free_port()
-            started = time.monotonic()
+            started, started_at = time.monotonic(), time.time()
             extractor = start(
                 "extractor", extractor_port, ["--source", str(src), "--once", "--data-dir", tmp]
             )
@@ -145,6 +145,7 @@ def run(releases: int, out: Path) -> dict[str, Any]:
             while not all(hooks_done(p, version) for p in ports.values()):
                 time.sleep(0.2)
             wall = time.monotonic() - started
+            finished = {name: health(port) or {} for name, port in ports.items()}
         total = sum(int(v) for v in counts.values())
         return {
             "benchmark": "pipeline",
@@ -154,6 +155,18 @@ def run(releases: int, out: Path) -> dict[str, Any]:
             "wall_s": round(wall, 2),
             "releases_per_s": round(releases / wall, 1),
             "records_per_s": round(total / wall, 1),
+            # When each consumer committed its last batch of each type, seconds from the start.
+            "done_s": {
+                name: {
+                    t: round(v["last_commit_at"] - started_at, 1)
+                    for t, v in body.get("timing", {}).items()
+                    if v.get("last_commit_at")
+                }
+                for name, body in finished.items()
+            },
+            "transient_retries": {
+                name: sum(body.get("transient_retries", {}).values()) for name, body in finished.items()
+            },
             "peak_rss_mb": {
                 "extractor_main": extractor_rss,
                 **{name: peak_rss_mb(proc.pid) for name, proc in consumers.items()},

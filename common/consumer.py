@@ -10,7 +10,8 @@ batch, none per message), decodes them (`decode` hook: the service's own fast fo
 list of them, or a `RecordMessage`), and hands the records to the writer. The prefetch (in
 messages) follows the records per message seen, so it always holds about
 (batch concurrency + 1) x batch size records. Up to `batch_concurrency` batches commit while the
-next one is received and decoded.
+next one is received and decoded. With `ordered_types`, a type waits while a type it references
+has work (REFERENCED_TYPES).
 
 Delivery guarantees:
 - A record is acked only after the store transaction that contains it committed (one
@@ -100,6 +101,14 @@ _CONTROL_MAX_BYTES: Final = 1024
 # Until deliveries say otherwise, expect `records` messages of about this many records (the
 # extractor's default): the first prefetch is then small, never thousands of big messages.
 INITIAL_RECORDS_PER_MESSAGE: Final = 100.0
+# The types whose records a type's records point at (credits, labels, masters). With
+# `ORDERED_TYPES`, a type's batches wait while one of these has work: its targets then exist when
+# it is written (no stub created now and filled in later), and the two never wait for each other's
+# locks (in Neo4j a releases batch locks every artist it links to).
+REFERENCED_TYPES: Final[dict[str, tuple[str, ...]]] = {
+    "masters": ("artists",),
+    "releases": ("artists", "labels", "masters"),
+}
 
 
 def _looks_like_control(body: bytes) -> bool:
@@ -117,6 +126,7 @@ class ConsumerSettings(BaseSettings):
         0, alias="PREFETCH", ge=0, description="messages; 0 = adapt to the records per message seen"
     )
     batch_concurrency: int = Field(1, alias="BATCH_CONCURRENCY", ge=1, le=8)
+    ordered_types: bool = Field(False, alias="ORDERED_TYPES")
     retry_backoff_max: float = Field(30.0, alias="RETRY_BACKOFF_MAX", gt=0)
     consume_types: str = Field(",".join(DATA_TYPES), alias="CONSUME_TYPES")
 
@@ -225,6 +235,7 @@ class _Lane:
     wake: asyncio.Event = field(default_factory=asyncio.Event)  # the buffer is no longer empty
     full: asyncio.Event = field(default_factory=asyncio.Event)  # the buffer holds a whole batch
     urgent: bool = False  # a control message is buffered: take the batch without waiting
+    active: bool = False  # a taken batch is being decoded or a control message handled
     weight: int = 0  # records in the buffer (a `records` message counts as its records)
     per_message: float = INITIAL_RECORDS_PER_MESSAGE  # running mean of records per message
     seen: int = 0  # deliveries in that mean (capped: it follows a change of producer)
@@ -275,6 +286,8 @@ class BatchConsumer:
         self._publish_channel: AbstractChannel | None = None
         self._workers: list[asyncio.Task[None]] = []
         self._started_at = time.time()
+        # Set whenever a lane may have run out of work (ORDERED_TYPES waits on it).
+        self._progress = asyncio.Event()
 
     # ---- lifecycle -------------------------------------------------------------------------
 
@@ -323,6 +336,7 @@ class BatchConsumer:
             return
         self.state = "stopping"
         self._stopping.set()
+        self._progress.set()
         for lane in self._lanes.values():
             lane.wake.set()
             lane.full.set()
@@ -503,6 +517,8 @@ class BatchConsumer:
                     lane.full.clear()
                 if not buffer:
                     continue
+                if self.settings.ordered_types:
+                    await self._wait_for_referenced_types(data_type)
                 lane.full.clear()
                 batch, weight = _take_batch(buffer, batch_size)
                 lane.weight = max(0, lane.weight - weight)
@@ -512,10 +528,39 @@ class BatchConsumer:
                     lane.urgent = any(_looks_like_control(d.body) for d in buffer)
                 received.inc(weight)
                 last_message.set(stats.last_message_at or time.time())
-                if not await self._process(data_type, lane, batch):
-                    break  # stopping while a batch was still failing: the rest is redelivered
+                lane.active = True
+                try:
+                    if not await self._process(data_type, lane, batch):
+                        break  # stopping while a batch was still failing: the rest is redelivered
+                finally:
+                    lane.active = False
+                    self._progress.set()
         finally:
             await self._settle_inflight(data_type, lane)
+            self._progress.set()
+
+    @staticmethod
+    def _has_work(lane: _Lane) -> bool:
+        return bool(lane.buffer) or lane.active or any(not task.done() for task in lane.inflight)
+
+    async def _wait_for_referenced_types(self, data_type: str) -> None:
+        """Hold this type's next batch while a type its records point at has work (see
+        REFERENCED_TYPES); never while stopping."""
+        lanes = [self._lanes[t] for t in REFERENCED_TYPES.get(data_type, ()) if t in self._lanes]
+        if not any(self._has_work(lane) for lane in lanes):
+            return
+        started = time.monotonic()
+        log.info("batch_waits_for_referenced_types", consumer=self.name, data_type=data_type)
+        while not self._stopping.is_set() and any(self._has_work(lane) for lane in lanes):
+            self._progress.clear()
+            with contextlib.suppress(TimeoutError):  # a safety net: the state is checked again
+                await asyncio.wait_for(self._progress.wait(), 1.0)
+        log.info(
+            "batch_resumed_after_referenced_types",
+            consumer=self.name,
+            data_type=data_type,
+            waited_s=round(time.monotonic() - started, 2),
+        )
 
     async def _process(self, data_type: str, lane: _Lane, batch: list[Delivery]) -> bool:
         """Decode a batch taken from the buffer; records are flushed (overlapping with the next
@@ -548,8 +593,8 @@ class BatchConsumer:
             return True
         # Up to `batch_concurrency` batches commit while the next is received and decoded; each
         # acks only after the one before it settled, so acks stay in order. A record id that is
-        # still committing in another batch waits for it: two transactions that both see the
-        # record as new would both write it (graphinator would create its relationships twice).
+        # still committing in another batch waits for it here rather than on the store's lock
+        # (the writers lock ids, so the two would never both write it, but would block each other).
         ids = {getattr(m, "id", None) for _, m in records}
         overlapping = any(not ids.isdisjoint(lane.batch_ids.get(task, ())) for task in lane.inflight)
         if overlapping and not await self._settle_inflight(data_type, lane):
@@ -560,6 +605,7 @@ class BatchConsumer:
                 return False
         previous = lane.inflight[-1] if lane.inflight else None
         task = asyncio.create_task(self._flush_safely(data_type, records, previous))
+        task.add_done_callback(lambda _: self._progress.set())
         if self.settings.batch_concurrency > 1:
             lane.batch_ids[task] = ids
             task.add_done_callback(lambda done: lane.batch_ids.pop(done, None))

@@ -36,11 +36,13 @@ class GraphinatorSettings(
 ):
     health_port: int = Field(8001, alias="HEALTH_PORT")
     batch_size: int = Field(1000, alias="BATCH_SIZE", ge=1, le=50_000)
-    # One batch commits at a time per type. BATCH_CONCURRENCY=2 drains one type 40% faster (Neo4j
-    # keeps both cores busy while Python maps the next batch; a record id still committing holds
-    # the next batch back), but the whole 1M-release pipeline measured slower with it (660 s vs
-    # 575 s): releases batches then hold more artist locks and starve the artists type.
-    batch_concurrency: int = Field(1, alias="BATCH_CONCURRENCY", ge=1, le=8)
+    # Two batches commit at once per type: Neo4j keeps both cores busy while Python maps the next
+    # batch (one type drains ~40% faster; a record id still committing holds the next batch back).
+    batch_concurrency: int = Field(2, alias="BATCH_CONCURRENCY", ge=1, le=8)
+    # Releases wait while artists, labels or masters have work (masters wait for artists): without
+    # it, releases batches hold the artist locks and starve the artists type, and every credit of
+    # a not yet written artist creates a stub that is filled in later.
+    ordered_types: bool = Field(True, alias="ORDERED_TYPES")
     tx_timeout_s: float = Field(120.0, alias="NEO4J_TX_TIMEOUT", gt=0)
     sweep_quiet_s: float = Field(5.0, alias="SWEEP_QUIET_SECONDS", ge=0)
     write_parallelism: int = Field(

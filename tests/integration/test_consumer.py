@@ -5,6 +5,7 @@ hook, shutdown flushes, and two replicas on one queue end in the same state as o
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -15,7 +16,7 @@ from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
 from common.amqp import DLQ_REASON_HEADER
-from common.consumer import BatchConsumer
+from common.consumer import BatchConsumer, ConsumerSettings
 from common.messages import (
     ExtractionComplete,
     RecordMessage,
@@ -23,6 +24,7 @@ from common.messages import (
     record_item_bytes,
     records_body,
 )
+from common.writes import WriteResult
 from graphinator.service import GraphinatorSettings
 from graphinator.service import build_consumer as build_graphinator
 from tableinator.service import TableinatorSettings
@@ -415,3 +417,51 @@ async def _equals(value: Any, expected: Any) -> bool:
 
 async def _true(value: bool) -> bool:
     return value
+
+
+async def test_ordered_types_hold_releases_until_the_types_they_point_at_are_written(broker: Any) -> None:
+    """With ORDERED_TYPES, no releases batch starts while artists are buffered or committing; without
+    it, the two types interleave (the control run shows the test can tell them apart)."""
+    artist_bodies = [
+        records_message([message("artists", {"id": 1000 * m + k, "name": f"A{m}-{k}"}) for k in range(20)])
+        for m in range(1, 7)
+    ]
+    release_bodies = [
+        records_message([message("releases", synthetic_release(100 * m + k, tracks=1)) for k in range(20)])
+        for m in range(1, 4)
+    ]
+
+    async def run(ordered: bool) -> list[tuple[str, str]]:
+        events: list[tuple[str, str]] = []
+
+        async def write(data_type: str, messages: Any) -> WriteResult:
+            events.append((data_type, "start"))
+            await asyncio.sleep(0.3 if data_type == "artists" else 0.05)  # artists are the slow type
+            events.append((data_type, "end"))
+            return WriteResult(written=len(messages))
+
+        settings = ConsumerSettings(
+            BATCH_SIZE=20, BATCH_MAX_LATENCY=0.1, CONSUME_TYPES="artists,releases", ORDERED_TYPES=ordered
+        )
+        connection = await new_connection()
+        consumer = await started(BatchConsumer("graphinator", connection, write, lambda _: False, settings))
+        try:
+            await publish(broker, "artists", artist_bodies)
+            await publish(broker, "releases", release_bodies)
+            await eventually(
+                lambda: _true(sum(s.written for s in consumer.stats.values()) == 180), what="every record"
+            )
+        finally:
+            await consumer.stop()
+            await connection.close()
+        return events
+
+    ordered = await run(True)
+    last_artist_end = max(i for i, e in enumerate(ordered) if e == ("artists", "end"))
+    first_release_start = ordered.index(("releases", "start"))
+    assert first_release_start > last_artist_end, ordered
+    assert ordered.count(("artists", "end")) == 6 and ordered.count(("releases", "end")) == 3
+
+    unordered = await run(False)
+    last_artist_end = max(i for i, e in enumerate(unordered) if e == ("artists", "end"))
+    assert unordered.index(("releases", "start")) < last_artist_end, unordered
