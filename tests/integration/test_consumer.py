@@ -447,6 +447,8 @@ async def test_ordered_types_hold_releases_until_the_types_they_point_at_are_wri
         consumer = await started(BatchConsumer("graphinator", connection, write, lambda _: False, settings))
         try:
             await publish(broker, "artists", artist_bodies)
+            # The artists are in the consumer (buffered or committing) before any release arrives.
+            await eventually(lambda: _true(consumer.stats["artists"].received == 120), what="artists")
             await publish(broker, "releases", release_bodies)
             await eventually(
                 lambda: _true(sum(s.written for s in consumer.stats.values()) == 180), what="every record"
