@@ -593,8 +593,9 @@ class BatchConsumer:
             return True
         # Up to `batch_concurrency` batches commit while the next is received and decoded; each
         # acks only after the one before it settled, so acks stay in order. A record id that is
-        # still committing in another batch waits for it here rather than on the store's lock
-        # (the writers lock ids, so the two would never both write it, but would block each other).
+        # still committing in another batch waits for it here rather than on the store: the
+        # writer would not write it twice (graphinator notices a record created meanwhile), but
+        # the second batch would block on it and then find it unchanged.
         ids = {getattr(m, "id", None) for _, m in records}
         overlapping = any(not ids.isdisjoint(lane.batch_ids.get(task, ())) for task in lane.inflight)
         if overlapping and not await self._settle_inflight(data_type, lane):
