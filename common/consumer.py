@@ -78,7 +78,7 @@ from common.messages import (
     single_record_body,
 )
 from common.readiness import amqp_check
-from common.retry import backoff_delay
+from common.retry import backoff_delay, event_set_within
 from common.writes import WriteResult
 
 log = get_logger(__name__)
@@ -418,9 +418,7 @@ class BatchConsumer:
                 delay_s=round(delay, 2),
                 error=f"{type(exc).__name__}: {exc}",
             )
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), delay)
-            if self._stopping.is_set():
+            if await event_set_within(self._stopping, delay):
                 return
             try:
                 await self._declare(data_type)
@@ -553,8 +551,7 @@ class BatchConsumer:
         log.info("batch_waits_for_referenced_types", consumer=self.name, data_type=data_type)
         while not self._stopping.is_set() and any(self._has_work(lane) for lane in lanes):
             self._progress.clear()
-            with contextlib.suppress(TimeoutError):  # a safety net: the state is checked again
-                await asyncio.wait_for(self._progress.wait(), 1.0)
+            await event_set_within(self._progress, 1.0)  # a safety net: the state is checked again
         log.info(
             "batch_resumed_after_referenced_types",
             consumer=self.name,
@@ -751,8 +748,7 @@ class BatchConsumer:
             delay_s=round(delay, 2),
             error=f"{type(exc).__name__}: {exc}",
         )
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._stopping.wait(), delay)
+        await event_set_within(self._stopping, delay)
         if self.state == "retrying":
             self.state = previous
         if self._stopping.is_set():

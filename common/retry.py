@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
@@ -12,6 +13,15 @@ from common.logging import get_logger
 
 T = TypeVar("T")
 log = get_logger(__name__)
+
+
+async def event_set_within(event: asyncio.Event, seconds: float) -> bool:
+    """Wait up to `seconds` for `event`; True when it is set. An interruptible sleep for loops that
+    stop on an event (stopping by event, not by cancelling, also avoids Python 3.11's wait_for
+    losing a cancellation, CPython gh-86296)."""
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(event.wait(), seconds)
+    return event.is_set()
 
 
 def backoff_delay(attempt: int, base: float = 0.5, cap: float = 10.0) -> float:

@@ -34,6 +34,7 @@ from common.health import HealthServer
 from common.logging import get_logger
 from common.messages import SyncRequest
 from common.readiness import amqp_check, neo4j_check, postgres_check
+from common.retry import event_set_within
 from curator import store
 from curator.settings import CuratorSettings
 from curator.syncer import PgPool, Syncer, SyncFailedError, SyncProgress
@@ -111,10 +112,8 @@ class Curator:
             with contextlib.suppress(Exception):
                 await self.queue.cancel(self._consumer_tag)
         self._stopping.set()
-        if self._reaper is not None:  # told to stop, not cancelled (see _process)
-            _, pending = await asyncio.wait({self._reaper}, timeout=15)
-            for task in pending:
-                task.cancel()
+        if self._reaper is not None:
+            await _finish(self._reaper, 15)
         for task in list(self._tasks):
             task.cancel()
         if self._tasks:
@@ -148,9 +147,7 @@ class Curator:
 
     async def _reap_forever(self) -> None:
         while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), self.settings.sync_reaper_interval_s)
-            if self._stopping.is_set():
+            if await event_set_within(self._stopping, self.settings.sync_reaper_interval_s):
                 return
             try:
                 await self.reap()
@@ -255,14 +252,8 @@ class Curator:
                 log.exception("sync_crashed", sync_id=str(sync_id))
                 error = f"Internal error while syncing ({type(exc).__name__}: {exc}); try again later"
         finally:
-            # The heartbeat is told to stop, not cancelled: on Python 3.11 a cancellation that
-            # meets a database wait completing at that moment can be swallowed (CPython gh-86296,
-            # asyncio.wait_for), and the heartbeat then runs on while this awaits it, leaving the
-            # sync `running` for ever. A heartbeat stuck in a store call is abandoned after a bound.
             finished.set()
-            _, pending = await asyncio.wait({beat}, timeout=self.settings.sync_heartbeat_interval_s + 15)
-            for task in pending:
-                task.cancel()
+            await _finish(beat, self.settings.sync_heartbeat_interval_s + 15)
             ACTIVE.dec()
         DURATION.observe(asyncio.get_running_loop().time() - started)
         async with self.pool.connection() as conn:
@@ -305,9 +296,7 @@ class Curator:
         """Refresh the row's heartbeat every interval until `finished` is set."""
         assert self.pool is not None
         while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(finished.wait(), self.settings.sync_heartbeat_interval_s)
-            if finished.is_set():
+            if await event_set_within(finished, self.settings.sync_heartbeat_interval_s):
                 return
             try:
                 async with self.pool.connection() as conn:
@@ -319,6 +308,16 @@ class Curator:
                 lost.set()
                 work.cancel()
                 return
+
+
+async def _finish(task: asyncio.Task[None], timeout: float) -> None:
+    """Wait for a task that was told to stop (its event set); cancel it only if it is still stuck
+    in a store call after `timeout`. Not cancelled first: on Python 3.11 a cancellation that meets
+    a database wait completing at that moment can be swallowed (CPython gh-86296), and a heartbeat
+    that ran on that way left its finished sync `running` until shutdown."""
+    _, pending = await asyncio.wait({task}, timeout=timeout)
+    for stuck in pending:
+        stuck.cancel()
 
 
 def _parse(body: bytes) -> SyncRequest:

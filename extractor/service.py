@@ -19,7 +19,7 @@ from prometheus_client import CollectorRegistry
 from common.errors import ServiceUnavailableError
 from common.health import HealthServer
 from common.logging import get_logger
-from common.retry import connect_with_retry
+from common.retry import connect_with_retry, event_set_within
 from extractor.discovery import choose_local_version, choose_version, discover
 from extractor.download import DownloadError, download_file, fetch_checksums
 from extractor.fast_publisher import FastPublisher
@@ -78,9 +78,7 @@ class ExtractorService:
                 if not completed:
                     wait_s = min(wait_s, self.settings.retry_interval_minutes * 60)
                 log.info("next_check", in_seconds=round(wait_s), after_success=completed)
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._stop.wait(), wait_s)
-                if self._stop.is_set():
+                if await event_set_within(self._stop, wait_s):
                     return 0
                 # A fresh connection per cycle: nothing to keep alive across a day-long sleep.
                 await self.publisher.close()

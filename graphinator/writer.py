@@ -527,8 +527,8 @@ async def write_tx(
     data_type: str,
     mapped: dict[int, tuple[RecordMessage, dict[str, Any], _Rows]],
 ) -> WriteResult:
-    """One batch (from `map_batch`) inside the caller's transaction: lock and hash-check its ids,
-    then write what is new or changed."""
+    """One batch (from `map_batch`) inside the caller's transaction: hash-check its ids, then
+    write what is new or changed."""
     label = _label(data_type)
     result = WriteResult()
     if not mapped:

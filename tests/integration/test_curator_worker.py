@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -31,12 +31,6 @@ from tests.integration.discogs_support import (
 )
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(autouse=True)
-def no_curator_outlives_its_test() -> Iterator[None]:
-    yield
-    CuratorProcess.kill_all()
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ the user routes show the result. Real Neo4j, PostgreSQL, Redis and RabbitMQ of t
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -28,12 +28,6 @@ from tests.integration.discogs_support import (
 )
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(autouse=True)
-def no_curator_outlives_its_test() -> Iterator[None]:
-    yield
-    CuratorProcess.kill_all()
 
 
 RATE_LIMIT = 3  # the curator's and the fake's: 3 requests per 3 s (= 60 per minute)
