@@ -49,6 +49,30 @@ def peak_rss_mb(pid: int) -> float | None:
     return None
 
 
+def cpu_seconds(pid: int) -> float | None:
+    """User + system CPU time of a live process (all its threads), in seconds."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def machine_busy_idle() -> tuple[float, float]:
+    """CPU seconds the whole machine spent busy and idle (all cores) since boot."""
+    values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = values[3] + values[4]
+    return (sum(values[:8]) - idle) / os.sysconf("SC_CLK_TCK"), idle / os.sysconf("SC_CLK_TCK")
+
+
+def store_pid(name: str) -> int | None:
+    """The pid of a store started by scripts/infra.sh on the current stack."""
+    try:
+        return int((Path(os.environ["DISCOGSOGRAPHY_LOCAL_DIR"]) / "run" / f"{name}.pid").read_text())
+    except (KeyError, OSError, ValueError):
+        return None
+
+
 def health(port: int) -> dict[str, Any] | None:
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as response:
@@ -131,12 +155,20 @@ def run(releases: int, out: Path) -> dict[str, Any]:
             for path in paths.values():
                 (src / path.name).symlink_to(path)
             extractor_port = free_port()
+            stores = {name: store_pid(name) for name in ("neo4j", "rabbitmq")}
+            cpu_before = {name: cpu_seconds(pid) if pid else None for name, pid in stores.items()}
+            busy_before, idle_before = machine_busy_idle()
             started, started_at = time.monotonic(), time.time()
             extractor = start(
                 "extractor", extractor_port, ["--source", str(src), "--once", "--data-dir", tmp]
             )
             extractor_rss = None
-            while extractor.poll() is None:
+            while True:
+                # wait4, not poll: its rusage includes the parse processes the extractor reaped.
+                pid, status, usage = os.wait4(extractor.pid, os.WNOHANG)
+                if pid:
+                    extractor.returncode = os.waitstatus_to_exitcode(status)
+                    break
                 extractor_rss = peak_rss_mb(extractor.pid) or extractor_rss
                 time.sleep(0.2)
             if extractor.returncode != 0:
@@ -145,7 +177,14 @@ def run(releases: int, out: Path) -> dict[str, Any]:
             while not all(hooks_done(p, version) for p in ports.values()):
                 time.sleep(0.2)
             wall = time.monotonic() - started
+            busy_after, idle_after = machine_busy_idle()
+            busy, idle = busy_after - busy_before, idle_after - idle_before
             finished = {name: health(port) or {} for name, port in ports.items()}
+            cpu: dict[str, float | None] = {"extractor": usage.ru_utime + usage.ru_stime}
+            cpu |= {name: cpu_seconds(proc.pid) for name, proc in consumers.items()}
+            for name, store in stores.items():
+                now, before = (cpu_seconds(store) if store else None), cpu_before[name]
+                cpu[name] = now - before if now is not None and before is not None else None
         total = sum(int(v) for v in counts.values())
         return {
             "benchmark": "pipeline",
@@ -167,6 +206,9 @@ def run(releases: int, out: Path) -> dict[str, Any]:
             "transient_retries": {
                 name: sum(body.get("transient_retries", {}).values()) for name, body in finished.items()
             },
+            # CPU seconds each process used during the run, and how busy the whole machine was.
+            "cpu_s": {name: round(v, 1) if v is not None else None for name, v in cpu.items()},
+            "machine_busy_pct": round(100 * busy / (busy + idle), 1),
             "peak_rss_mb": {
                 "extractor_main": extractor_rss,
                 **{name: peak_rss_mb(proc.pid) for name, proc in consumers.items()},
