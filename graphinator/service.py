@@ -22,7 +22,7 @@ from common.messages import ExtractionComplete, FileComplete, RecordMessage
 from common.readiness import neo4j_check
 from common.settings import AmqpSettings, BaseServiceSettings, ConnectRetrySettings, Neo4jSettings
 from common.writes import WriteResult
-from graphinator.writer import LABELS, ConcurrentWriteError, remove_stale, write_batch
+from graphinator.writer import LABELS, ConcurrentWriteError, await_fulltext_refresh, remove_stale, write_batch
 
 log = get_logger(__name__)
 
@@ -99,8 +99,10 @@ def build_consumer(driver: AsyncDriver, connection: Any, settings: GraphinatorSe
                 seen=count,
                 expected=expected,
             )
-            return
-        await remove_stale(driver, message.type, message.version, database=settings.neo4j_database)
+        else:
+            await remove_stale(driver, message.type, message.version, database=settings.neo4j_database)
+        # A version reported done is searchable too.
+        await await_fulltext_refresh(driver, database=settings.neo4j_database)
 
     return BatchConsumer(
         "graphinator",

@@ -627,6 +627,14 @@ async def write_batch(
     return result
 
 
+async def await_fulltext_refresh(driver: AsyncDriver, database: str = "neo4j") -> None:
+    """Wait until every committed write is visible to full-text searches (the autocomplete indexes
+    are eventually consistent, see schema_init.neo4j_schema)."""
+    await driver.execute_query(
+        "CALL db.index.fulltext.awaitEventuallyConsistentIndexRefresh()", database_=database
+    )
+
+
 async def remove_stale(driver: AsyncDriver, data_type: str, version: str, database: str = "neo4j") -> int:
     """Remove full `data_type` records last seen in a dump older than `version`; return how many.
 

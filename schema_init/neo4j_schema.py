@@ -4,13 +4,27 @@ from __future__ import annotations
 
 from typing import Final
 
-from neo4j import AsyncDriver
+from neo4j import AsyncDriver, AsyncSession
 
 from common.logging import get_logger
 
 log = get_logger(__name__)
 
 ENTITY_LABELS: Final = ("Artist", "Label", "Master", "Release")
+
+# Autocomplete: one full-text index per searchable type, so a type filter stays an index read.
+# Eventually consistent: a commit hands its Lucene updates to a background thread instead of
+# refreshing the index itself, which cost a fifth of the graph write rate (each commit's refresh
+# wrote a small segment that Lucene then had to merge). Searches lag commits by milliseconds;
+# graphinator waits for them to catch up before it reports a dump version done.
+FULLTEXT_INDEXES: Final[dict[str, tuple[str, str]]] = {
+    "artist_name_fulltext": ("Artist", "name"),
+    "label_name_fulltext": ("Label", "name"),
+    "master_title_fulltext": ("Master", "title"),
+    "release_title_fulltext": ("Release", "title"),
+    "genre_style_name_fulltext": ("Genre|Style", "name"),
+}
+_FULLTEXT_OPTIONS: Final = "OPTIONS {indexConfig: {`fulltext.eventually_consistent`: true}}"
 
 STATEMENTS: Final[tuple[str, ...]] = (
     # Unique keys; each constraint is backed by a range index.
@@ -31,13 +45,28 @@ STATEMENTS: Final[tuple[str, ...]] = (
         f"CREATE INDEX {label.lower()}_dump_version IF NOT EXISTS FOR (n:{label}) ON (n.dump_version)"
         for label in ENTITY_LABELS
     ),
-    # Autocomplete: one full-text index per searchable type so a type filter stays an index read.
-    "CREATE FULLTEXT INDEX artist_name_fulltext IF NOT EXISTS FOR (n:Artist) ON EACH [n.name]",
-    "CREATE FULLTEXT INDEX label_name_fulltext IF NOT EXISTS FOR (n:Label) ON EACH [n.name]",
-    "CREATE FULLTEXT INDEX master_title_fulltext IF NOT EXISTS FOR (n:Master) ON EACH [n.title]",
-    "CREATE FULLTEXT INDEX release_title_fulltext IF NOT EXISTS FOR (n:Release) ON EACH [n.title]",
-    "CREATE FULLTEXT INDEX genre_style_name_fulltext IF NOT EXISTS FOR (n:Genre|Style) ON EACH [n.name]",
 )
+FULLTEXT_STATEMENTS: Final[tuple[str, ...]] = tuple(
+    f"CREATE FULLTEXT INDEX {name} IF NOT EXISTS FOR (n:{labels}) ON EACH [n.{prop}] {_FULLTEXT_OPTIONS}"
+    for name, (labels, prop) in FULLTEXT_INDEXES.items()
+)
+
+
+async def _drop_outdated_fulltext(session: AsyncSession) -> list[str]:
+    """Drop our full-text indexes built by an older schema (not eventually consistent) so the
+    CREATE below rebuilds them from the stored nodes; returns their names."""
+    result = await session.run(
+        "SHOW FULLTEXT INDEXES YIELD name, options "
+        "WHERE name IN $names AND NOT coalesce(options.indexConfig.`fulltext.eventually_consistent`, false) "
+        "RETURN collect(name) AS names",
+        names=list(FULLTEXT_INDEXES),
+    )
+    record = await result.single()
+    outdated: list[str] = record["names"] if record else []
+    for name in outdated:
+        await (await session.run(f"DROP INDEX {name} IF EXISTS")).consume()
+        log.info("neo4j_fulltext_index_rebuilt", index=name, reason="now eventually consistent")
+    return outdated
 
 
 async def apply_neo4j_schema(driver: AsyncDriver, database: str = "neo4j") -> int:
@@ -46,10 +75,12 @@ async def apply_neo4j_schema(driver: AsyncDriver, database: str = "neo4j") -> in
     A failing statement raises: a half-built schema must not look like success.
     """
     async with driver.session(database=database) as session:
-        for statement in STATEMENTS:
+        await _drop_outdated_fulltext(session)
+        for statement in (*STATEMENTS, *FULLTEXT_STATEMENTS):
             result = await session.run(statement)
             await result.consume()
         result = await session.run("CALL db.awaitIndexes(300)")
         await result.consume()
-    log.info("neo4j_schema_applied", statements=len(STATEMENTS))
-    return len(STATEMENTS)
+    count = len(STATEMENTS) + len(FULLTEXT_STATEMENTS)
+    log.info("neo4j_schema_applied", statements=count)
+    return count

@@ -24,7 +24,7 @@ from playwright.async_api import Browser, ConsoleMessage, Page, async_playwright
 
 from common.messages import RecordMessage
 from extractor.parser import iter_records
-from graphinator.writer import write_batch
+from graphinator.writer import await_fulltext_refresh, write_batch
 from tests.conftest import REPO_ROOT, SAMPLES, free_port
 
 ARTIFACTS = REPO_ROOT / "test-artifacts"
@@ -85,6 +85,7 @@ async def load_samples(driver: AsyncDriver) -> dict[str, int]:
             await write_batch(driver, data_type, batch)
             written += len(batch)
         counts[data_type] = written
+    await await_fulltext_refresh(driver)
     return counts
 
 

@@ -14,6 +14,8 @@ from psycopg_pool import AsyncConnectionPool
 from common.clients import create_neo4j_driver, create_postgres_pool, create_redis
 from common.errors import ServiceUnavailableError
 from common.settings import Neo4jSettings, PostgresSettings, RedisSettings
+from graphinator.writer import await_fulltext_refresh
+from schema_init.neo4j_schema import FULLTEXT_INDEXES, FULLTEXT_STATEMENTS, STATEMENTS, apply_neo4j_schema
 from tests.conftest import free_port
 
 pytestmark = pytest.mark.integration
@@ -38,6 +40,45 @@ async def test_neo4j_answers_and_has_the_schema(neo4j_driver: AsyncDriver) -> No
     )
     states = dict(records[0]["idx"])
     assert states["artist_name_fulltext"] == "ONLINE"
+
+
+async def fulltext_config(driver: AsyncDriver, name: str) -> dict[str, Any]:
+    records, _, _ = await driver.execute_query(
+        "SHOW FULLTEXT INDEXES YIELD name, state, options WHERE name = $name "
+        "RETURN state, options.indexConfig AS config",
+        name=name,
+    )
+    assert len(records) == 1, f"{name} is missing"
+    return {"state": records[0]["state"], **records[0]["config"]}
+
+
+async def test_schema_init_rebuilds_a_fulltext_index_of_an_older_schema(neo4j_driver: AsyncDriver) -> None:
+    """A database made by an older schema has strictly consistent full-text indexes (each commit
+    refreshed Lucene itself); schema-init rebuilds them eventually consistent, with the data in them."""
+    await neo4j_driver.execute_query("MATCH (n:Label {id: 987654321}) DETACH DELETE n")
+    await neo4j_driver.execute_query("CREATE (:Label {id: 987654321, name: 'Zyxwvut Older Schema Records'})")
+    await neo4j_driver.execute_query("DROP INDEX label_name_fulltext IF EXISTS")
+    await neo4j_driver.execute_query(
+        "CREATE FULLTEXT INDEX label_name_fulltext FOR (n:Label) ON EACH [n.name]"
+    )
+    await neo4j_driver.execute_query("CALL db.awaitIndexes(60)")
+    assert (await fulltext_config(neo4j_driver, "label_name_fulltext"))[
+        "fulltext.eventually_consistent"
+    ] is False
+
+    statements = await apply_neo4j_schema(neo4j_driver)
+
+    assert statements == len(STATEMENTS) + len(FULLTEXT_STATEMENTS)
+    for name in FULLTEXT_INDEXES:
+        config = await fulltext_config(neo4j_driver, name)
+        assert config["state"] == "ONLINE", (name, config)
+        assert config["fulltext.eventually_consistent"] is True, (name, config)
+    await await_fulltext_refresh(neo4j_driver)
+    records, _, _ = await neo4j_driver.execute_query(
+        "CALL db.index.fulltext.queryNodes('label_name_fulltext', 'zyxwvut') YIELD node RETURN node.id AS id"
+    )
+    assert [r["id"] for r in records] == [987654321]
+    await neo4j_driver.execute_query("MATCH (n:Label {id: 987654321}) DETACH DELETE n")
 
 
 async def test_postgres_answers_and_migrations_are_recorded(

@@ -163,6 +163,8 @@ async def load_graph(driver: AsyncDriver) -> None:
         for cypher, params in statements:
             await (await session.run(cypher, params)).consume()
         await (await session.run("CALL db.awaitIndexes(60)")).consume()
+        # The autocomplete indexes are eventually consistent: searchable once they caught up.
+        await (await session.run("CALL db.index.fulltext.awaitEventuallyConsistentIndexRefresh()")).consume()
 
 
 async def add_user_items(

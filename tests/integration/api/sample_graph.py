@@ -16,7 +16,7 @@ from neo4j import AsyncDriver
 
 from common.messages import RecordMessage
 from extractor.parser import iter_records
-from graphinator.writer import write_batch
+from graphinator.writer import await_fulltext_refresh, write_batch
 
 SAMPLES: Final = Path(__file__).resolve().parents[3] / "samples"
 SAMPLE_FILES: Final = (
@@ -53,4 +53,5 @@ async def load_samples(driver: AsyncDriver) -> dict[str, int]:
             result = await write_batch(driver, data_type, batch)
             assert not result.rejected, result.rejected
         written[file_name] = count
+    await await_fulltext_refresh(driver)
     return written
