@@ -571,7 +571,12 @@ async def write_tx(
         near = found[0]["near"] if found else []
         await _run(tx, _DROP_OWNED[data_type], ids=changed)
     new = set(write).difference(existing)
-    written = await _run(tx, _WRITE[data_type], **_write_params(data_type, write, mapped, new))
+    params = _write_params(data_type, write, mapped, new)
+    written = await _run(tx, _WRITE[data_type], **params)
+    # The driver keeps a query's parameters on its result, which sits in a reference cycle: emptied
+    # now, the row lists are freed at once instead of waiting for (and slowing) the cyclic GC.
+    for rows in params.values():
+        rows.clear()
     taken = written[0]["taken"] if written else []
     if not all(same for _, same in taken):
         # Another version of a record landed meanwhile: retry, the hash check then decides.

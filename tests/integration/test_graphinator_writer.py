@@ -4,6 +4,7 @@ handling (stale relationships dropped) and the sweep of records missing from a n
 from __future__ import annotations
 
 import asyncio
+import gc
 from typing import Any
 
 import pytest
@@ -439,3 +440,25 @@ async def test_a_second_writer_of_the_same_records_waits_and_finds_them_unchange
     retried = await write_batch(driver, "releases", v2)
     assert retried.written == 20
     assert await graph_snapshot(driver) == expected_v2
+
+
+async def test_a_written_batch_leaves_its_rows_to_reference_counting(clean_neo4j: AsyncDriver) -> None:
+    """The driver keeps a query's parameters on a result object that sits in a reference cycle;
+    graphinator runs with the cyclic collector off (collecting on a timer), so a batch's row lists
+    must be freed when the write returns, not left for the collector (1.2 M objects per 100k
+    releases before, and 15% of graphinator's CPU spent walking them)."""
+    batch = [message("releases", synthetic_release(i)) for i in range(1, 201)]
+    gc.collect()
+    gc.disable()
+    gc.set_debug(gc.DEBUG_SAVEALL)
+    try:
+        result = await write_batch(clean_neo4j, "releases", batch)
+        gc.collect()
+        lists = sum(1 for obj in gc.garbage if type(obj) is list)
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+        gc.enable()
+    assert result.written == 200
+    # A few per query are the driver's own; the rows of 200 releases would be thousands.
+    assert lists < 100, f"{lists} lists left for the cyclic collector"
