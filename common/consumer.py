@@ -126,6 +126,7 @@ class ConsumerSettings(BaseSettings):
         0, alias="PREFETCH", ge=0, description="messages; 0 = adapt to the records per message seen"
     )
     batch_concurrency: int = Field(1, alias="BATCH_CONCURRENCY", ge=1, le=8)
+    serial_types: str = Field("", alias="SERIAL_TYPES")
     ordered_types: bool = Field(False, alias="ORDERED_TYPES")
     retry_backoff_max: float = Field(30.0, alias="RETRY_BACKOFF_MAX", gt=0)
     consume_types: str = Field(",".join(DATA_TYPES), alias="CONSUME_TYPES")
@@ -145,6 +146,11 @@ class ConsumerSettings(BaseSettings):
         slots = max(2, self.batch_concurrency + 1)
         wanted = -(-self.batch_size * slots // max(1, int(records_per_message)))
         return max(2 * slots, min(self.effective_prefetch, wanted))
+
+    def concurrency_for(self, data_type: str) -> int:
+        """Batches of `data_type` committing at once: one for SERIAL_TYPES, else BATCH_CONCURRENCY."""
+        serial = {t.strip() for t in self.serial_types.split(",")}
+        return 1 if data_type in serial else self.batch_concurrency
 
     @property
     def data_types(self) -> tuple[str, ...]:
@@ -597,14 +603,15 @@ class BatchConsumer:
         overlapping = any(not ids.isdisjoint(lane.batch_ids.get(task, ())) for task in lane.inflight)
         if overlapping and not await self._settle_inflight(data_type, lane):
             return False
-        while len(lane.inflight) >= self.settings.batch_concurrency:
+        concurrency = self.settings.concurrency_for(data_type)
+        while len(lane.inflight) >= concurrency:
             if await lane.inflight.popleft():
                 await self._settle_inflight(data_type, lane)
                 return False
         previous = lane.inflight[-1] if lane.inflight else None
         task = asyncio.create_task(self._flush_safely(data_type, records, previous))
         task.add_done_callback(lambda _: self._progress.set())
-        if self.settings.batch_concurrency > 1:
+        if concurrency > 1:
             lane.batch_ids[task] = ids
             task.add_done_callback(lambda done: lane.batch_ids.pop(done, None))
         lane.inflight.append(task)

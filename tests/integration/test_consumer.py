@@ -467,3 +467,43 @@ async def test_ordered_types_hold_releases_until_the_types_they_point_at_are_wri
     unordered = await run(False)
     last_artist_end = max(i for i, e in enumerate(unordered) if e == ("artists", "end"))
     assert unordered.index(("releases", "start")) < last_artist_end, unordered
+
+
+async def test_serial_types_commit_one_batch_at_a_time_while_the_others_overlap(broker: Any) -> None:
+    """SERIAL_TYPES=artists: never two artists batches in flight, while releases (same consumer,
+    BATCH_CONCURRENCY=2) do overlap; the counts show the test can tell the two apart."""
+    artists = [[{"id": 1000 * m + k, "name": f"A{m}-{k}"} for k in range(20)] for m in range(1, 7)]
+    releases = [[synthetic_release(100 * m + k, tracks=1) for k in range(20)] for m in range(1, 7)]
+    bodies = {
+        "artists": [records_message([message("artists", r) for r in group]) for group in artists],
+        "releases": [records_message([message("releases", r) for r in group]) for group in releases],
+    }
+    in_flight = {"artists": 0, "releases": 0}
+    most = {"artists": 0, "releases": 0}
+
+    async def write(data_type: str, messages: Any) -> WriteResult:
+        in_flight[data_type] += 1
+        most[data_type] = max(most[data_type], in_flight[data_type])
+        await asyncio.sleep(0.2)
+        in_flight[data_type] -= 1
+        return WriteResult(written=len(messages))
+
+    settings = ConsumerSettings(
+        BATCH_SIZE=20,
+        BATCH_MAX_LATENCY=0.1,
+        BATCH_CONCURRENCY=2,
+        SERIAL_TYPES="artists",
+        CONSUME_TYPES="artists,releases",
+    )
+    connection = await new_connection()
+    consumer = await started(BatchConsumer("graphinator", connection, write, lambda _: False, settings))
+    try:
+        for data_type, type_bodies in bodies.items():
+            await publish(broker, data_type, type_bodies)
+        await eventually(
+            lambda: _true(sum(s.written for s in consumer.stats.values()) == 240), what="every record"
+        )
+    finally:
+        await consumer.stop()
+        await connection.close()
+    assert most == {"artists": 1, "releases": 2}
