@@ -204,6 +204,7 @@ class CuratorProcess:
             self.proc.kill()
             self.proc.wait(10)
         CuratorProcess.running.discard(self)
+        self._report_log()
 
     @classmethod
     def kill_all(cls) -> None:
@@ -220,9 +221,16 @@ class CuratorProcess:
             else:
                 self.kill()
         CuratorProcess.running.discard(self)
-        # Captured by pytest and shown only when the test failed.
+        self._report_log()
+
+    def _report_log(self) -> None:
+        """Print the log's tail (captured by pytest, shown only when the test failed) and delete
+        the file, so test runs leave no logs behind."""
+        if not self.log_path.exists():
+            return
         tail = "\n".join(self.logs().splitlines()[-40:])
         print(f"--- curator log ({self.log_path.name}), last lines:\n{tail}")
+        self.log_path.unlink(missing_ok=True)
 
     def logs(self) -> str:
         return self.log_path.read_text() if self.log_path.exists() else ""
