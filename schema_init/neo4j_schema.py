@@ -14,8 +14,8 @@ ENTITY_LABELS: Final = ("Artist", "Label", "Master", "Release")
 
 # Autocomplete: one full-text index per searchable type, so a type filter stays an index read.
 # Eventually consistent: a commit hands its Lucene updates to a background thread instead of
-# refreshing the index itself, which cost a fifth of the graph write rate (each commit's refresh
-# wrote a small segment that Lucene then had to merge). Searches lag commits by milliseconds;
+# refreshing the index itself, which cost about an eighth of the graph write rate (each commit's
+# refresh wrote a small segment that Lucene then had to merge). Searches lag commits by milliseconds;
 # graphinator waits for them to catch up before it reports a dump version done.
 FULLTEXT_INDEXES: Final[dict[str, tuple[str, str]]] = {
     "artist_name_fulltext": ("Artist", "name"),

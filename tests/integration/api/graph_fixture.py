@@ -11,6 +11,8 @@ from typing import Any
 
 from neo4j import AsyncDriver
 
+from graphinator.writer import await_fulltext_refresh
+
 ARTISTS: list[dict[str, Any]] = [
     {"id": 1, "name": "Aphex Twin", "realname": "Richard David James", "profile": "Electronic musician"},
     {"id": 2, "name": "Richard D. James", "realname": None, "profile": None},
@@ -163,8 +165,7 @@ async def load_graph(driver: AsyncDriver) -> None:
         for cypher, params in statements:
             await (await session.run(cypher, params)).consume()
         await (await session.run("CALL db.awaitIndexes(60)")).consume()
-        # The autocomplete indexes are eventually consistent: searchable once they caught up.
-        await (await session.run("CALL db.index.fulltext.awaitEventuallyConsistentIndexRefresh()")).consume()
+    await await_fulltext_refresh(driver)
 
 
 async def add_user_items(
