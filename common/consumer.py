@@ -992,7 +992,7 @@ async def serve_until_stopped(
         await consumer.start()
         await consumer.run_until_stopped()
     finally:
+        stopped.set()  # first: the collector ends even if a stop below raises
         await consumer.stop()
         await health.stop()
-        stopped.set()
         await collector
