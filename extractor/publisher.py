@@ -40,7 +40,6 @@ class RecordPublisher:
         self._connection: AbstractConnection | None = None
         self._channel: AbstractChannel | None = None
         self._raw: Any = None  # the aiormq channel under aio-pika (the fast publish path)
-        self._slots = asyncio.Semaphore(self.window)
         self._inflight: deque[tuple[int, asyncio.Future[Any]]] = deque()
         self._confirmed_ordinal = 0
         self._failure: BaseException | None = None
@@ -120,12 +119,9 @@ class RecordPublisher:
             message_id=str(self._seq),
             headers=headers,
         )
-        try:
-            result = await self._raw.basic_publish(
-                body, exchange=exchange, routing_key=routing_key, properties=properties, mandatory=True
-            )
-        finally:
-            self._slots.release()
+        result = await self._raw.basic_publish(
+            body, exchange=exchange, routing_key=routing_key, properties=properties, mandatory=True
+        )
         if isinstance(result, Basic.Nack):
             raise PublishError(f"broker nacked the message to {exchange or '(default)'}/{routing_key}")
         self.confirmed += 1
@@ -144,14 +140,13 @@ class RecordPublisher:
             raise PublishError("publisher is not connected")
         if self._failure is not None:
             raise self._failure
-        await self._slots.acquire()
+        # The window bounds what is tracked, not what is unconfirmed: a slow oldest message (a big
+        # one) holds the resume point back however many after it were confirmed.
+        while len(self._inflight) >= self.window:
+            await self.wait_oldest()
         task = asyncio.ensure_future(self._send(body, exchange, routing_key, headers))
         self._inflight.append((ordinal, task))
         self.published += 1
-        if len(self._inflight) >= self.window:
-            self._advance()
-            if self._failure is not None:
-                raise self._failure
 
     async def publish_dead_letter(self, body: bytes, data_type: str, reason: str, ordinal: int) -> None:
         """A malformed record goes straight to BOTH consumers' DLQs of its type, with the reason."""
