@@ -207,7 +207,10 @@ class _Metrics:
         )
         self.batches = Counter(prefix + "batches", "Batches committed", labels, registry=registry)
         self.retries = Counter(
-            prefix + "transient_retries", "Batch retries after a transient error", labels, registry=registry
+            prefix + "transient_retries",
+            "Batch retries after a transient error (the consumer's and the writer's own)",
+            labels,
+            registry=registry,
         )
         self.batch_seconds = Histogram(
             prefix + "batch_seconds",
@@ -710,7 +713,7 @@ class BatchConsumer:
         attempt = 0
         while True:
             try:
-                return await self._write(data_type, messages)
+                result = await self._write(data_type, messages)
             except Exception as exc:
                 if self._is_transient(exc):
                     attempt += 1
@@ -737,6 +740,18 @@ class BatchConsumer:
                 left = await self._resolve(data_type, messages[:mid])
                 right = await self._resolve(data_type, messages[mid:])
                 return left.merge(right)
+            if result.retries:
+                # Retries the store client ran inside the write (a deadlock the driver re-ran).
+                self.stats[data_type].retries += result.retries
+                self.metrics.retries.labels(data_type).inc(result.retries)
+                log.info(
+                    "transient_error_retried_by_writer",
+                    consumer=self.name,
+                    data_type=data_type,
+                    retries=result.retries,
+                    size=len(messages),
+                )
+            return result
 
     async def _backoff(self, data_type: str, attempt: int, exc: BaseException, size: int) -> None:
         stats = self.stats[data_type]

@@ -16,6 +16,9 @@ class WriteResult:
     written: int = 0  # inserted or changed (the content was (re)written)
     unchanged: int = 0  # same sha256 already stored; only the dump version was bumped
     stale: int = 0  # an older dump version than the one stored; ignored
+    # transient failures the writer retried itself and then overcame (e.g. a deadlock the Neo4j
+    # driver's managed transaction re-ran): the consumer counts them with its own retries
+    retries: int = 0
     # (the message object the writer was given, reason): a RecordMessage or the writer's own form
     rejected: list[tuple[Any, str]] = field(default_factory=list)
 
@@ -25,10 +28,11 @@ class WriteResult:
 
     def merge(self, other: WriteResult) -> WriteResult:
         return WriteResult(
-            self.written + other.written,
-            self.unchanged + other.unchanged,
-            self.stale + other.stale,
-            [*self.rejected, *other.rejected],
+            written=self.written + other.written,
+            unchanged=self.unchanged + other.unchanged,
+            stale=self.stale + other.stale,
+            retries=self.retries + other.retries,
+            rejected=[*self.rejected, *other.rejected],
         )
 
 

@@ -602,7 +602,8 @@ async def write_batch(
 
     The batch is split into `parallel` contiguous id ranges, each written in its own transaction
     (concurrently, so Neo4j works on them on several cores); each record's hash check and writes
-    stay in one transaction. A deadlock between them is transient: the driver retries that part.
+    stay in one transaction. A deadlock between them is transient: the driver retries that part,
+    and the result counts it in `retries`.
     Records that cannot be mapped are returned in `rejected` (the rest is written). Store errors
     propagate: the caller decides between retrying (transient) and bisecting (permanent); parts
     that committed before are unchanged on the retry. `timeout` bounds each transaction (a lock
@@ -610,11 +611,19 @@ async def write_batch(
     """
     _label(data_type)
     mapped, rejected = map_batch(data_type, messages)
-    work = unit_of_work(timeout=timeout)(write_tx) if timeout else write_tx
+    attempts = 0
+
+    async def attempt(tx: AsyncManagedTransaction, part: dict[int, Any]) -> WriteResult:
+        # execute_write re-runs this after a transient error (a deadlock): counted as a retry.
+        nonlocal attempts
+        attempts += 1
+        return await write_tx(tx, data_type, part)
+
+    work = unit_of_work(timeout=timeout)(attempt) if timeout else attempt
 
     async def write_part(part: dict[int, tuple[RecordMessage, dict[str, Any], _Rows]]) -> WriteResult:
         async with driver.session(database=database) as session:
-            return await session.execute_write(work, data_type, part)
+            return await session.execute_write(work, part)
 
     ids = list(mapped)  # sorted by id
     size = max(1, -(-len(ids) // max(1, parallel)), _MIN_PART)
@@ -629,6 +638,7 @@ async def write_batch(
                 raise outcome
             result = result.merge(outcome)
     result.rejected = rejected
+    result.retries = attempts - len(parts)
     return result
 
 
