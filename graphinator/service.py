@@ -26,9 +26,17 @@ from graphinator.writer import LABELS, ConcurrentWriteError, await_fulltext_refr
 
 log = get_logger(__name__)
 
-# Codes that mean "try again": lock/transaction timeouts, and a unique-constraint race between two
-# concurrent MERGEs of the same stub (the retry finds the node).
-_TRANSIENT_CODES = ("TransactionTimedOut", "LockAcquisitionTimeout", "ConstraintValidationFailed")
+# Codes that mean "try again": lock/transaction timeouts, a unique-constraint race between two
+# concurrent MERGEs of the same stub (the retry finds the node), and a transaction the server
+# terminated (its connection was killed, an operator stopped it, the database is shutting down):
+# the driver reports those as client errors, but the records in it are fine.
+_TRANSIENT_CODES = (
+    "TransactionTimedOut",
+    "LockAcquisitionTimeout",
+    "ConstraintValidationFailed",
+    "Transaction.LockClientStopped",
+    "Transaction.Terminated",
+)
 
 
 class GraphinatorSettings(
