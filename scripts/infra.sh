@@ -67,8 +67,9 @@ install() {
     apt-get install -y -qq "${missing[@]}" >"$LOGS/apt.log" 2>&1 || die "apt-get install failed; see $LOGS/apt.log"
     PG_BIN="$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n1)"
   fi
-  if [[ ! -f "$NEO4J_JAR" || ! -d "$NEO4J_DIR/target/lib" ]]; then
-    say "building the Neo4j launcher with Maven (first time only)"
+  if [[ ! -f "$NEO4J_JAR" || ! -d "$NEO4J_DIR/target/lib" \
+        || -n "$(find "$NEO4J_DIR/src" "$NEO4J_DIR/pom.xml" -newer "$NEO4J_JAR" -print -quit)" ]]; then
+    say "building the Neo4j launcher with Maven (first time, or after its sources changed)"
     (cd "$NEO4J_DIR" && mvn -q -B package -DskipTests) >"$LOGS/neo4j-build.log" 2>&1 \
       || die "Maven build of tools/neo4j failed; see $LOGS/neo4j-build.log"
   fi

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import aio_pika
@@ -79,6 +80,15 @@ async def test_schema_init_rebuilds_a_fulltext_index_of_an_older_schema(neo4j_dr
     )
     assert [r["id"] for r in records] == [987654321]
     await neo4j_driver.execute_query("MATCH (n:Label {id: 987654321}) DETACH DELETE n")
+
+
+async def test_local_neo4j_keeps_a_bounded_transaction_log(neo4j_driver: AsyncDriver) -> None:
+    """tools/neo4j replaces Neo4j's two days of transaction logs (gigabytes after one load) with a
+    size bound."""
+    records, _, _ = await neo4j_driver.execute_query(
+        "SHOW SETTINGS YIELD name, value WHERE name = 'db.tx_log.rotation.retention_policy' RETURN value"
+    )
+    assert [r["value"] for r in records] == [os.environ.get("NEO4J_TX_LOG_RETENTION", "1G size")]
 
 
 async def test_postgres_answers_and_migrations_are_recorded(
