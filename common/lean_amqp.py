@@ -168,6 +168,10 @@ class LeanConsumer:
         self._writer: asyncio.StreamWriter | None = None
         self._read_task: asyncio.Task[None] | None = None
         self._replies: asyncio.Queue[Any] = asyncio.Queue()
+        # One exchange that waits for a reply at a time (consume, prefetch change, cancel, close).
+        self._exchange = asyncio.Lock()
+        self._cancelled = False
+        self._resize: asyncio.Task[None] | None = None
         # The delivery being assembled from its frames.
         self._tag = 0
         self._routing_key = ""
@@ -183,6 +187,7 @@ class LeanConsumer:
         """Connect, open the channel, set the prefetch and start consuming."""
         await self.close()
         self._replies = asyncio.Queue()
+        self._cancelled = False
         capabilities: FieldTable = {"consumer_cancel_notify": True, "connection.blocked": True}
         self._reader, self._writer, _ = await open_channel(
             self._address, "discogsography-consumer", capabilities
@@ -211,12 +216,49 @@ class LeanConsumer:
             raise ConnectionError(f"cannot consume {self.queue!r}: {reply!r}")
 
     def set_prefetch(self, prefetch: int) -> None:
-        """Change the prefetch of the running consumer (basic.qos applies to later deliveries; its
-        qos-ok reply is not awaited). Kept for the next reconnection too."""
-        self.prefetch = max(1, prefetch)
-        if self.connected:
-            with contextlib.suppress(ConnectionError):
-                self._send(commands.Basic.Qos(prefetch_count=min(self.prefetch, 65535)))
+        """Change the prefetch of the running consumer (in the background) and of the next
+        connection. RabbitMQ applies a basic.qos only to consumers started after it, so the
+        consumer is cancelled and started again on the same channel: deliveries already received
+        stay valid and are acked as before (their tags belong to the channel)."""
+        prefetch = max(1, prefetch)
+        if prefetch == self.prefetch:
+            return
+        self.prefetch = prefetch
+        if self.connected and not self._cancelled and (self._resize is None or self._resize.done()):
+            self._resize = asyncio.get_running_loop().create_task(self._reconsume(self.generation))
+
+    async def _reconsume(self, generation: int) -> None:
+        async with self._exchange:
+            if self._cancelled or not self.connected or generation != self.generation:
+                return
+            try:
+                prefetch = 0
+                while prefetch != self.prefetch:  # it may change again meanwhile
+                    self._send(commands.Basic.Cancel(consumer_tag=self.consumer_tag))
+                    await self._reply(commands.Basic.CancelOk, 15)
+                    prefetch = self.prefetch
+                    self._send(commands.Basic.Qos(prefetch_count=min(prefetch, 65535)))
+                    await self._reply(commands.Basic.QosOk, 15)
+                    self._send(
+                        commands.Basic.Consume(queue=self.queue, consumer_tag=self.consumer_tag, no_ack=False)
+                    )
+                    await self._reply(commands.Basic.ConsumeOk, 15)
+            except (ConnectionError, TimeoutError) as exc:
+                # A lost connection is handled by the read loop; the next start() uses the prefetch.
+                log.warning(
+                    "amqp_prefetch_change_failed", queue=self.queue, error=f"{type(exc).__name__}: {exc}"
+                )
+                return
+            log.info("amqp_prefetch_changed", queue=self.queue, prefetch=prefetch)
+
+    async def _reply(self, kind: type, timeout: float) -> Any:
+        """The next reply of type `kind`; replies nobody waits for (a qos-ok) are skipped."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        while True:
+            left = deadline - asyncio.get_running_loop().time()
+            reply = await asyncio.wait_for(self._replies.get(), max(0.01, left))
+            if isinstance(reply, kind):
+                return reply
 
     def _send(self, value: Any, channel: int = _CHANNEL) -> None:
         if self._writer is None or self._writer.is_closing():
@@ -225,26 +267,25 @@ class LeanConsumer:
 
     async def cancel(self, timeout: float = 5.0) -> None:
         """Stop the flow of deliveries (the ones already received are still delivered)."""
+        self._cancelled = True  # a prefetch change waiting for its turn then does nothing
         if not self.connected:
             return
-        with contextlib.suppress(Exception):
-            self._send(commands.Basic.Cancel(consumer_tag=self.consumer_tag))
-            deadline = asyncio.get_running_loop().time() + timeout
-            while True:
-                left = deadline - asyncio.get_running_loop().time()
-                reply = await asyncio.wait_for(self._replies.get(), max(0.01, left))
-                if isinstance(reply, commands.Basic.CancelOk):
-                    break
+        async with self._exchange:
+            with contextlib.suppress(Exception):
+                self._send(commands.Basic.Cancel(consumer_tag=self.consumer_tag))
+                await self._reply(commands.Basic.CancelOk, timeout)
 
     async def close(self) -> None:
+        if self._resize is not None and self._resize is not asyncio.current_task():
+            self._resize.cancel()
+            with contextlib.suppress(BaseException):
+                await self._resize
+        self._resize = None
         writer, task = self._writer, self._read_task
         if writer is not None and self.connected:
             with contextlib.suppress(Exception):
                 self._send(commands.Connection.Close(reply_code=200, reply_text="bye"), 0)
-                while not isinstance(
-                    await asyncio.wait_for(self._replies.get(), 5), commands.Connection.CloseOk
-                ):
-                    pass
+                await self._reply(commands.Connection.CloseOk, 5)
         self.connected = False
         if task is not None and task is not asyncio.current_task():
             task.cancel()

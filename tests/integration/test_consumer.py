@@ -316,6 +316,27 @@ async def test_shutdown_flushes_and_acks_pending_records(broker: Any, clean_post
     assert await queue_depth(broker, "tableinator.releases") == 0
 
 
+async def test_single_record_messages_fill_whole_batches(broker: Any, clean_postgres: Pool) -> None:
+    """The first prefetch expects `records` messages of ~100 records (a few messages); deliveries
+    of one record each raise it, so batches fill to BATCH_SIZE instead of waiting out the latency
+    with a handful (RabbitMQ applies a new prefetch only to a consumer started after it)."""
+    await publish(
+        broker, "releases", [message("releases", synthetic_release(i)).to_bytes() for i in range(1, 201)]
+    )
+    connection = await new_connection()
+    consumer = await started(
+        build_tableinator(clean_postgres, connection, pg_settings(BATCH_SIZE=50, BATCH_MAX_LATENCY=3))
+    )
+    try:
+        stats = consumer.stats["releases"]
+        await eventually(lambda: _true(stats.written == 200), what="200 rows")
+    finally:
+        await consumer.stop()
+        await connection.close()
+    assert stats.batches <= 5, f"{stats.batches} batches for 200 records of batch size 50"
+    assert await queue_depth(broker, "tableinator.releases") == 0
+
+
 async def test_lost_broker_connection_reconnects_and_loses_nothing(broker: Any, clean_postgres: Pool) -> None:
     first = [message("releases", synthetic_release(i)).to_bytes() for i in range(1, 31)]
     later = [message("releases", synthetic_release(i)).to_bytes() for i in range(31, 41)]
