@@ -742,8 +742,7 @@ class BatchConsumer:
                 return left.merge(right)
             if result.retries:
                 # Retries the store client ran inside the write (a deadlock the driver re-ran).
-                self.stats[data_type].retries += result.retries
-                self.metrics.retries.labels(data_type).inc(result.retries)
+                self._count_retries(data_type, result.retries)
                 log.info(
                     "transient_error_retried_by_writer",
                     consumer=self.name,
@@ -753,10 +752,12 @@ class BatchConsumer:
                 )
             return result
 
+    def _count_retries(self, data_type: str, count: int) -> None:
+        self.stats[data_type].retries += count
+        self.metrics.retries.labels(data_type).inc(count)
+
     async def _backoff(self, data_type: str, attempt: int, exc: BaseException, size: int) -> None:
-        stats = self.stats[data_type]
-        stats.retries += 1
-        self.metrics.retries.labels(data_type).inc()
+        self._count_retries(data_type, 1)
         if self._stopping.is_set():
             raise _AbortedError from exc
         delay = backoff_delay(attempt, base=0.2, cap=self.settings.retry_backoff_max)
