@@ -20,6 +20,9 @@ Delivery guarantees:
 - Transient store errors (connection lost, deadlock, timeout; the writer's `is_transient` decides)
   retry the batch with capped exponential back-off, forever, while the service runs; nothing is
   dead-lettered for them. On shutdown a batch still failing is left unacked (the broker redelivers).
+  The exception: a write that ran out of time (the writer's `is_timeout`) may never fit in it, so
+  after `MAX_TIMEOUTS` of them the batch is treated as failing permanently (below): its halves get
+  their own chances, and only a record that times out alone that often is dead-lettered.
 - Permanent errors go to this consumer's own DLQ `<queue>.dlq` (republished through the default
   exchange with the reason in `DLQ_REASON_HEADER`, confirmed, then the original is acked): a body
   that is not a valid message at once; a record the writer rejects by itself; and when a whole
@@ -88,6 +91,7 @@ WriteFn = Callable[[str, Sequence[Any]], Awaitable[WriteResult]]
 # or ExtractionComplete; ValueError = invalid.
 DecodeFn = Callable[[bytes], Any]
 TransientFn = Callable[[BaseException], bool]
+TimeoutFn = Callable[[BaseException], bool]
 FileHook = Callable[[FileComplete], Awaitable[None]]
 ExtractionHook = Callable[[ExtractionComplete], Awaitable[None]]
 
@@ -129,6 +133,13 @@ class ConsumerSettings(BaseSettings):
     serial_types: str = Field("", alias="SERIAL_TYPES")
     ordered_types: bool = Field(False, alias="ORDERED_TYPES")
     retry_backoff_max: float = Field(30.0, alias="RETRY_BACKOFF_MAX", gt=0)
+    max_timeouts: int = Field(
+        3,
+        alias="MAX_TIMEOUTS",
+        ge=1,
+        le=1000,
+        description="times a batch may time out before it is split (a record alone: dead-lettered)",
+    )
     consume_types: str = Field(",".join(DATA_TYPES), alias="CONSUME_TYPES")
 
     @property
@@ -273,6 +284,7 @@ class BatchConsumer:
         on_extraction_complete: ExtractionHook | None = None,
         registry: CollectorRegistry | None = None,
         decode: DecodeFn | None = None,
+        is_timeout: TimeoutFn | None = None,
     ) -> None:
         self.name = name
         self._decode: DecodeFn = decode or decode_message
@@ -281,6 +293,8 @@ class BatchConsumer:
         self.data_types = self.settings.data_types
         self._write = write
         self._is_transient = is_transient
+        # A transient error that may be the batch's own fault (it ran out of time): bounded.
+        self._is_timeout: TimeoutFn = is_timeout or (lambda _exc: False)
         self._on_file_complete = on_file_complete
         self._on_extraction_complete = on_extraction_complete
         self.registry = registry or CollectorRegistry()
@@ -709,18 +723,24 @@ class BatchConsumer:
         )
 
     async def _resolve(self, data_type: str, messages: list[Any]) -> WriteResult:
-        """Write `messages`; retry transient errors; bisect permanent ones down to single records."""
+        """Write `messages`; retry transient errors; bisect permanent ones (and a batch that keeps
+        running out of time) down to single records."""
         attempt = 0
+        timeouts = 0
         while True:
             try:
                 result = await self._write(data_type, messages)
             except Exception as exc:
-                if self._is_transient(exc):
+                if self._is_timeout(exc):
+                    timeouts += 1
+                if self._is_transient(exc) and timeouts < self.settings.max_timeouts:
                     attempt += 1
                     await self._backoff(data_type, attempt, exc, len(messages))
                     continue
+                reason = f"{type(exc).__name__}: {exc}"
+                if timeouts:
+                    reason = f"timed out {timeouts} times (MAX_TIMEOUTS), given up: {reason}"
                 if len(messages) == 1:
-                    reason = f"{type(exc).__name__}: {exc}"
                     log.warning(
                         "record_failed_permanently",
                         consumer=self.name,
@@ -734,7 +754,7 @@ class BatchConsumer:
                     consumer=self.name,
                     data_type=data_type,
                     size=len(messages),
-                    error=f"{type(exc).__name__}: {exc}",
+                    error=reason,
                 )
                 mid = len(messages) // 2
                 left = await self._resolve(data_type, messages[:mid])

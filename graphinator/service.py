@@ -37,6 +37,11 @@ _TRANSIENT_CODES = (
     "Transaction.LockClientStopped",
     "Transaction.Terminated",
 )
+# A transaction that outlasted NEO4J_TX_TIMEOUT: Neo4j says TransactionTimedOut... when it was
+# running then, LockClientStopped when it was waiting for a lock (that code also reports a killed
+# connection, rare enough to count too). Retried only MAX_TIMEOUTS times: a batch too big to commit
+# in time is then split, down to the record.
+_TIMEOUT_CODES = ("Transaction.TransactionTimedOut", "Transaction.LockClientStopped")
 
 
 class GraphinatorSettings(
@@ -73,6 +78,11 @@ def is_transient(exc: BaseException) -> bool:
     if isinstance(exc, Neo4jError | DriverError) and exc.is_retryable():
         return True
     return isinstance(exc, OSError | TimeoutError | ConnectionError)
+
+
+def is_timeout(exc: BaseException) -> bool:
+    """The write's transaction outlasted its timeout (see _TIMEOUT_CODES)."""
+    return isinstance(exc, Neo4jError) and any(code in (exc.code or "") for code in _TIMEOUT_CODES)
 
 
 def build_consumer(driver: AsyncDriver, connection: Any, settings: GraphinatorSettings) -> BatchConsumer:
@@ -125,6 +135,7 @@ def build_consumer(driver: AsyncDriver, connection: Any, settings: GraphinatorSe
         settings,
         on_file_complete=on_file_complete,
         on_extraction_complete=on_extraction_complete,
+        is_timeout=is_timeout,
     )
 
 

@@ -39,7 +39,15 @@ from tests.integration.consumer_broker import (
     queue_depth,
     reset_queues,
 )
-from tests.integration.consumer_support import RELEASE_1, V1, V2, changed, message, synthetic_release
+from tests.integration.consumer_support import (
+    RELEASE_1,
+    V1,
+    V2,
+    changed,
+    credit,
+    message,
+    synthetic_release,
+)
 from tests.integration.test_graphinator_writer import graph_snapshot
 
 pytestmark = pytest.mark.integration
@@ -275,6 +283,51 @@ async def test_a_write_whose_connection_the_server_kills_is_retried_not_dead_let
         await connection.close()
     assert consumer.stats["releases"].retries >= 1
     assert consumer.stats["releases"].dead_lettered == 0
+    assert await queue_depth(broker, "graphinator.releases") == 0
+
+
+async def test_a_record_too_big_to_write_in_time_is_dead_lettered_and_the_rest_lands(
+    broker: Any, clean_neo4j: AsyncDriver
+) -> None:
+    """A write that runs longer than NEO4J_TX_TIMEOUT may never fit in it: after MAX_TIMEOUTS the
+    batch is split, its other records land, and the record that still times out alone goes to the
+    DLQ with the reason (it used to be retried forever, holding its queue)."""
+    small = [message("releases", synthetic_release(rid, tracks=1)) for rid in (10, 11, 12, 14, 15, 16)]
+    huge_record = synthetic_release(13, credits=0, tracks=1)
+    # ~10 s of writing here (150k credited session players, each a new stub): far past 1.5 s.
+    huge_record["extraartists"] = [
+        credit(5_000_000 + i, f"Session player {i}", role="Performer") for i in range(150_000)
+    ]
+    huge = message("releases", huge_record)
+    # Plan the write statement first: the batch's small records then write well within 1.5 s.
+    await write_graph_batch(clean_neo4j, "releases", [message("releases", synthetic_release(9, tracks=1))])
+    await publish(broker, "releases", [records_message([*small[:3], huge, *small[3:]])])
+    connection = await new_connection()
+    settings = neo_settings(NEO4J_TX_TIMEOUT=1.5, MAX_TIMEOUTS=2)
+    consumer = await started(build_graphinator(clean_neo4j, connection, settings))
+    try:
+        dlq = "graphinator.releases.dlq"
+        await eventually(lambda: _equals(queue_depth(broker, dlq), 1), timeout=180, what="1 dead letter")
+        await eventually(lambda: _true(consumer.stats["releases"].written == 6), what="6 records written")
+    finally:
+        await consumer.stop()
+        await connection.close()
+    [dead] = await drain(broker, dlq)
+    alone = parse_pipeline_message(dead.body)
+    assert isinstance(alone, RecordMessage) and alone.id == 13 and alone.sha256 == huge.sha256
+    reason = str((dead.headers or {})[DLQ_REASON_HEADER])
+    # (Neo4j says LockClientStopped when the timeout caught the write waiting for a lock)
+    assert "timed out 2 times (MAX_TIMEOUTS)" in reason
+    assert "TransactionTimedOut" in reason or "LockClientStopped" in reason
+    records, _, _ = await clean_neo4j.execute_query(
+        "MATCH (r:Release) WHERE r.sha256 IS NOT NULL RETURN r.id AS id ORDER BY id"
+    )
+    assert [r["id"] for r in records] == [9, 10, 11, 12, 14, 15, 16]
+    players, _, _ = await clean_neo4j.execute_query(
+        "MATCH (a:Artist) WHERE a.id >= 5000000 RETURN count(a) AS c"
+    )
+    assert players[0]["c"] == 0  # every timed-out attempt was rolled back
+    assert consumer.stats["releases"].retries >= 4  # 2 timeouts at each level down to the record
     assert await queue_depth(broker, "graphinator.releases") == 0
 
 
