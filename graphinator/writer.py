@@ -2,7 +2,8 @@
 
 Model
 -----
-Nodes (`id` is the Discogs integer; every full node has `sha256` and `dump_version`):
+Nodes (`id` is the Discogs integer; every full node has `sha256`, `dump_version` and
+`graph_model`, the GRAPH_MODEL it was written with):
   Artist{id, name, realname, profile}   Label{id, name, profile}
   Master{id, title, year:int, main_release:int}
   Release{id, title, year:int, released, country, formats:[str], is_main_release:bool}
@@ -37,9 +38,11 @@ Writes: after the hash check, one statement per batch MERGEs the nodes, MERGEs e
 target (stub, genre, style) once in sorted key order, and CREATEs the owned edges by position in
 those node lists (no index lookup per edge). The hash check and the writes happen in the same
 transaction: an unchanged sha256 only bumps `dump_version`; a changed record's owned relationships
-are deleted and re-created. A record the check found absent but another transaction (a second
-batch in flight, another replica) created meanwhile is not written twice: MERGE waits for that
-commit, the same hash counts as unchanged, another hash retries the batch (ConcurrentWriteError).
+are deleted and re-created. So is an unchanged record written by an older GRAPH_MODEL: a new
+version of this mapping reaches every stored record the next time its message arrives. A record
+the check found absent but another transaction (a second batch in flight, another replica)
+created meanwhile is not written twice: MERGE waits for that commit, the same hash counts as
+unchanged, another hash retries the batch (ConcurrentWriteError).
 A message from an older dump version than the stored one is ignored (`stale`).
 
 `remove_stale(driver, type, version)`: full nodes whose `dump_version` is older than `version`
@@ -66,6 +69,11 @@ log = get_logger(__name__)
 
 # Smallest part worth its own transaction when a batch is split for parallel writes.
 _MIN_PART: Final = 100
+
+# The version of the mapping below (records -> nodes, properties, relationships). Raise it with any
+# change of what a record writes: nodes of an older model are rewritten even when their sha256 is
+# unchanged (the hash covers the record, not what this code makes of it).
+GRAPH_MODEL: Final = 1
 
 LABELS: Final = {"artists": "Artist", "labels": "Label", "masters": "Master", "releases": "Release"}
 
@@ -462,11 +470,12 @@ _DELETE_ORPHAN_STUBS: Final = (
 
 # Every property a full record writes, in the order of the node rows of `_WRITE`.
 _NODE_PROPS: Final[dict[str, tuple[str, ...]]] = {
-    "artists": ("name", "realname", "profile", "sha256", "dump_version"),
-    "labels": ("name", "profile", "sha256", "dump_version"),
-    "masters": ("title", "year", "main_release", "sha256", "dump_version"),
+    "artists": ("name", "realname", "profile", "sha256", "dump_version", "graph_model"),
+    "labels": ("name", "profile", "sha256", "dump_version", "graph_model"),
+    "masters": ("title", "year", "main_release", "sha256", "dump_version", "graph_model"),
     "releases": (
-        "title", "year", "released", "country", "formats", "is_main_release", "sha256", "dump_version"
+        "title", "year", "released", "country", "formats", "is_main_release", "sha256", "dump_version",
+        "graph_model",
     ),
 }  # fmt: skip
 
@@ -518,6 +527,7 @@ def map_batch(
             continue
         props["sha256"] = msg.sha256
         props["dump_version"] = msg.version
+        props["graph_model"] = GRAPH_MODEL
         mapped[msg.id] = (msg, props, rows)
     return mapped, rejected
 
@@ -536,7 +546,7 @@ async def write_tx(
     stored = await _run(
         tx,
         f"UNWIND $ids AS id MATCH (n:{label} {{id: id}}) "
-        "RETURN n.id AS id, n.sha256 AS sha256, n.dump_version AS version",
+        "RETURN n.id AS id, n.sha256 AS sha256, n.dump_version AS version, n.graph_model AS model",
         ids=list(mapped),
     )
     existing = {row["id"]: row for row in stored}
@@ -549,7 +559,7 @@ async def write_tx(
             if old["version"] > msg.version:
                 result.stale += 1
                 continue
-            if old["sha256"] == msg.sha256:
+            if old["sha256"] == msg.sha256 and old["model"] == GRAPH_MODEL:
                 result.unchanged += 1
                 if old["version"] < msg.version:
                     bumps.append({"id": rid, "version": msg.version})
@@ -657,7 +667,9 @@ async def remove_stale(driver: AsyncDriver, data_type: str, version: str, databa
     else points at it, else kept as a stub (id and name) for the records that still reference it.
     """
     label = _label(data_type)
-    strip = ", ".join(f"n.{prop}" for prop in ("sha256", "dump_version", *_FULL_PROPS[data_type]))
+    strip = ", ".join(
+        f"n.{prop}" for prop in ("sha256", "dump_version", "graph_model", *_FULL_PROPS[data_type])
+    )
     drop_owned = _DROP_OWNED[data_type].replace("UNWIND $ids AS id MATCH (n:" + label + " {id: id})", "")
     query = f"""
         MATCH (n:{label}) WHERE n.dump_version < $version

@@ -6,7 +6,9 @@ Each batch is COPYed into a per-connection temporary staging table, then merged:
    AND t.dump_version <= excluded.dump_version` writes new and changed rows and ignores a message
    from an older dump than the row's (so a late redelivery never rolls a row back).
 Typed columns (name/title, year, country, master_id) come from the record; `data` is the whole
-normalised record as JSONB. Rows are merged in id order so concurrent replicas lock in one order.
+normalised record as JSONB. So a new typed column is filled by its migration, from `data`: unlike
+the graph (graphinator's GRAPH_MODEL), skipping an unchanged sha256 never leaves a row behind.
+Rows are merged in id order so concurrent replicas lock in one order.
 
 `remove_stale(conn, type, version)` deletes the rows last seen in a dump older than `version`, in
 chunks (each its own transaction) so a sweep of millions never holds one giant transaction.

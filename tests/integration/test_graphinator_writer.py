@@ -12,6 +12,7 @@ from neo4j import AsyncDriver, AsyncManagedTransaction
 
 from common.writes import WriteResult
 from graphinator.writer import (
+    GRAPH_MODEL,
     ConcurrentWriteError,
     format_strings,
     map_batch,
@@ -86,6 +87,7 @@ async def test_releases_land_with_exact_fields_and_relationships(clean_neo4j: As
         "is_main_release": True,
         "sha256": message("releases", RELEASE_1).sha256,
         "dump_version": V1,
+        "graph_model": GRAPH_MODEL,
     }
     assert isinstance(r1["p"]["year"], int)
 
@@ -170,6 +172,7 @@ async def test_artists_labels_masters_and_stub_filling(clean_neo4j: AsyncDriver)
         "realname": "Cari Lekebusch & Alexi Delano",
         "sha256": message("artists", ARTIST_2).sha256,
         "dump_version": V1,
+        "graph_model": GRAPH_MODEL,
     }
     members = await q(
         driver,
@@ -212,6 +215,7 @@ async def test_artists_labels_masters_and_stub_filling(clean_neo4j: AsyncDriver)
         "main_release": 5355366,
         "sha256": message("masters", MASTER_2280259).sha256,
         "dump_version": V1,
+        "graph_model": GRAPH_MODEL,
     }
     by = await q(
         driver, "MATCH (:Master {id: 2280259})-[b:BY]->(a) RETURN a.id AS id, a.name AS n, b.anv AS anv"
@@ -296,6 +300,34 @@ async def test_changed_record_updates_properties_and_drops_stale_relationships(
     members = await q(driver, "MATCH (m)-[:MEMBER_OF]->(g) RETURN m.id AS m, g.id AS g ORDER BY m")
     assert members == [{"m": 27, "g": 2}]
     assert await q(driver, "MATCH (:Artist {id: 26})-[:ALIAS_OF]->() RETURN count(*) AS c") == [{"c": 0}]
+
+
+async def test_a_record_written_by_an_older_graph_model_is_rewritten_though_unchanged(
+    clean_neo4j: AsyncDriver,
+) -> None:
+    """The sha256 covers the record, not what graphinator makes of it: after a change of the
+    mapping (GRAPH_MODEL raised), the same record must not be skipped as unchanged, or the graph
+    would keep the old mapping's properties and edges for ever."""
+    driver = clean_neo4j
+    batch = [message("releases", RELEASE_1), message("releases", RELEASE_2)]
+    await write_batch(driver, "releases", batch)
+    fresh = await graph_snapshot(driver)
+    # What an older mapping left: release 1 without `formats` and with an edge the current one
+    # does not make; release 2 written before nodes carried a graph_model at all.
+    await q(
+        driver,
+        "MATCH (r:Release {id: 1}) SET r.graph_model = $old REMOVE r.formats "
+        "MERGE (g:Genre {name: 'Old mapping'}) CREATE (r)-[:IS]->(g)",
+        old=GRAPH_MODEL - 1,
+    )
+    await q(driver, "MATCH (r:Release {id: 2}) REMOVE r.graph_model")
+
+    result = await write_batch(driver, "releases", batch)
+    assert (result.written, result.unchanged) == (2, 0)
+    await q(driver, "MATCH (g:Genre {name: 'Old mapping'}) DELETE g")  # taxonomy is never swept
+    assert await graph_snapshot(driver) == fresh
+    again = await write_batch(driver, "releases", batch)
+    assert (again.written, again.unchanged) == (0, 2)
 
 
 async def test_older_version_is_ignored_and_unchanged_records_get_the_new_version(
