@@ -25,6 +25,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -136,7 +137,9 @@ async def _empty_tables_and_queues() -> None:
     await connection.close()
 
 
-def run(releases: int, out: Path) -> dict[str, Any]:
+def run(releases: int, out: Path, update: bool = False) -> None:
+    """A first load into empty stores; with `update`, then the same dump again as the next
+    version (every record unchanged: the bulk of a monthly update). Prints a JSON line for each."""
     paths = generate(releases, out)
     reset_stores()
     version = paths["releases"].name.split("_")[1]
@@ -149,76 +152,100 @@ def run(releases: int, out: Path) -> dict[str, Any]:
             if time.monotonic() > deadline:
                 raise RuntimeError("consumers did not start; see their logs with LOG_LEVEL=INFO")
             time.sleep(0.2)
-        with tempfile.TemporaryDirectory(prefix="bench-pipeline-") as tmp:
-            src = Path(tmp) / "src"
-            src.mkdir()
-            for path in paths.values():
-                (src / path.name).symlink_to(path)
-            extractor_port = free_port()
-            stores = {name: store_pid(name) for name in ("neo4j", "rabbitmq")}
-            cpu_before = {name: cpu_seconds(pid) if pid else None for name, pid in stores.items()}
-            busy_before, idle_before = machine_busy_idle()
-            started, started_at = time.monotonic(), time.time()
-            extractor = start(
-                "extractor", extractor_port, ["--source", str(src), "--once", "--data-dir", tmp]
-            )
-            extractor_rss = None
-            while True:
-                # wait4, not poll: its rusage includes the parse processes the extractor reaped.
-                pid, status, usage = os.wait4(extractor.pid, os.WNOHANG)
-                if pid:
-                    extractor.returncode = os.waitstatus_to_exitcode(status)
-                    break
-                extractor_rss = peak_rss_mb(extractor.pid) or extractor_rss
-                time.sleep(0.2)
-            if extractor.returncode != 0:
-                raise RuntimeError(f"extractor exited with {extractor.returncode}")
-            extracted_s = time.monotonic() - started
-            while not all(hooks_done(p, version) for p in ports.values()):
-                time.sleep(0.2)
-            wall = time.monotonic() - started
-            busy_after, idle_after = machine_busy_idle()
-            busy, idle = busy_after - busy_before, idle_after - idle_before
-            finished = {name: health(port) or {} for name, port in ports.items()}
-            cpu: dict[str, float | None] = {"extractor": usage.ru_utime + usage.ru_stime}
-            cpu |= {name: cpu_seconds(proc.pid) for name, proc in consumers.items()}
-            for name, store in stores.items():
-                now, before = (cpu_seconds(store) if store else None), cpu_before[name]
-                cpu[name] = now - before if now is not None and before is not None else None
-        total = sum(int(v) for v in counts.values())
-        return {
-            "benchmark": "pipeline",
-            "releases": releases,
-            "records": total,
-            "extractor_s": round(extracted_s, 2),
-            "wall_s": round(wall, 2),
-            "releases_per_s": round(releases / wall, 1),
-            "records_per_s": round(total / wall, 1),
-            # When each consumer committed its last batch of each type, seconds from the start.
-            "done_s": {
-                name: {
-                    t: round(v["last_commit_at"] - started_at, 1)
-                    for t, v in body.get("timing", {}).items()
-                    if v.get("last_commit_at")
-                }
-                for name, body in finished.items()
-            },
-            "transient_retries": {
-                name: sum(body.get("transient_retries", {}).values()) for name, body in finished.items()
-            },
-            # CPU seconds each process used during the run, and how busy the whole machine was.
-            "cpu_s": {name: round(v, 1) if v is not None else None for name, v in cpu.items()},
-            "machine_busy_pct": round(100 * busy / (busy + idle), 1),
-            "peak_rss_mb": {
-                "extractor_main": extractor_rss,
-                **{name: peak_rss_mb(proc.pid) for name, proc in consumers.items()},
-            },
-        }
+        with tempfile.TemporaryDirectory(prefix="bench-pipeline-") as data_dir:
+            first = measure("pipeline", paths, version, releases, counts, consumers, ports, data_dir)
+            print(json.dumps(first), flush=True)
+            if update:
+                following = (datetime.strptime(version, "%Y%m%d") + timedelta(days=30)).strftime("%Y%m%d")
+                again = measure(
+                    "pipeline_update", paths, following, releases, counts, consumers, ports, data_dir
+                )
+                print(json.dumps(again), flush=True)
     finally:
         for proc in consumers.values():
             proc.terminate()
         for proc in consumers.values():
             proc.wait(timeout=60)
+
+
+def measure(
+    name: str,
+    paths: dict[str, Path],
+    version: str,
+    releases: int,
+    counts: dict[str, int],
+    consumers: dict[str, subprocess.Popen[bytes]],
+    ports: dict[str, int],
+    data_dir: str,
+) -> dict[str, Any]:
+    """Extract `paths` as dump `version` (`--source` of symlinks named for it) and wait until
+    both consumers have run every type's `extraction_complete` hook."""
+    with tempfile.TemporaryDirectory(prefix="bench-pipeline-src-") as src_dir:
+        src = Path(src_dir)
+        for data_type, path in paths.items():
+            (src / f"discogs_{version}_{data_type}.xml.gz").symlink_to(path)
+        extractor_port = free_port()
+        stores = {store: store_pid(store) for store in ("neo4j", "rabbitmq")}
+        cpu_before = {store: cpu_seconds(pid) if pid else None for store, pid in stores.items()}
+        consumer_cpu_before = {c: cpu_seconds(proc.pid) or 0.0 for c, proc in consumers.items()}
+        busy_before, idle_before = machine_busy_idle()
+        started, started_at = time.monotonic(), time.time()
+        extractor = start(
+            "extractor", extractor_port, ["--source", str(src), "--once", "--data-dir", data_dir]
+        )
+        extractor_rss = None
+        while True:
+            # wait4, not poll: its rusage includes the parse processes the extractor reaped.
+            pid, status, usage = os.wait4(extractor.pid, os.WNOHANG)
+            if pid:
+                extractor.returncode = os.waitstatus_to_exitcode(status)
+                break
+            extractor_rss = peak_rss_mb(extractor.pid) or extractor_rss
+            time.sleep(0.2)
+        if extractor.returncode != 0:
+            raise RuntimeError(f"extractor exited with {extractor.returncode}")
+        extracted_s = time.monotonic() - started
+        while not all(hooks_done(p, version) for p in ports.values()):
+            time.sleep(0.2)
+        wall = time.monotonic() - started
+        busy_after, idle_after = machine_busy_idle()
+        busy, idle = busy_after - busy_before, idle_after - idle_before
+        finished = {c: health(port) or {} for c, port in ports.items()}
+        cpu: dict[str, float | None] = {"extractor": usage.ru_utime + usage.ru_stime}
+        cpu |= {c: (cpu_seconds(proc.pid) or 0.0) - consumer_cpu_before[c] for c, proc in consumers.items()}
+        for store, store_pid_ in stores.items():
+            now, before = (cpu_seconds(store_pid_) if store_pid_ else None), cpu_before[store]
+            cpu[store] = now - before if now is not None and before is not None else None
+    total = sum(int(v) for v in counts.values())
+    return {
+        "benchmark": name,
+        "version": version,
+        "releases": releases,
+        "records": total,
+        "extractor_s": round(extracted_s, 2),
+        "wall_s": round(wall, 2),
+        "releases_per_s": round(releases / wall, 1),
+        "records_per_s": round(total / wall, 1),
+        # When each consumer committed its last batch of each type, seconds from the start.
+        "done_s": {
+            c: {
+                t: round(v["last_commit_at"] - started_at, 1)
+                for t, v in body.get("timing", {}).items()
+                if v.get("last_commit_at")
+            }
+            for c, body in finished.items()
+        },
+        "transient_retries": {
+            c: sum(body.get("transient_retries", {}).values()) for c, body in finished.items()
+        },
+        # CPU seconds each process used during the run, and how busy the whole machine was.
+        "cpu_s": {c: round(v, 1) if v is not None else None for c, v in cpu.items()},
+        "machine_busy_pct": round(100 * busy / (busy + idle), 1),
+        "peak_rss_mb": {
+            "extractor_main": extractor_rss,
+            **{c: peak_rss_mb(proc.pid) for c, proc in consumers.items()},
+        },
+    }
 
 
 def main() -> None:
@@ -227,8 +254,14 @@ def main() -> None:
         "--releases", type=int, default=int(os.environ.get("BENCH_PIPELINE_RELEASES", "1000000"))
     )
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    parser.add_argument(
+        "--update",
+        action="store_true",
+        default=os.environ.get("BENCH_PIPELINE_UPDATE", "") not in ("", "0"),
+        help="then extract the same dump again as the next version (a second JSON line)",
+    )
     args = parser.parse_args()
-    print(json.dumps(run(args.releases, args.out / f"pipeline-{args.releases}")))
+    run(args.releases, args.out / f"pipeline-{args.releases}", args.update)
 
 
 if __name__ == "__main__":

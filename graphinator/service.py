@@ -19,6 +19,7 @@ from common.consumer import (
 )
 from common.logging import configure_logging, get_logger
 from common.messages import ExtractionComplete, FileComplete, RecordMessage
+from common.raw_messages import RawRecord, decode_message
 from common.readiness import neo4j_check
 from common.settings import AmqpSettings, BaseServiceSettings, ConnectRetrySettings, Neo4jSettings
 from common.writes import WriteResult
@@ -86,7 +87,7 @@ def is_timeout(exc: BaseException) -> bool:
 
 
 def build_consumer(driver: AsyncDriver, connection: Any, settings: GraphinatorSettings) -> BatchConsumer:
-    async def write(data_type: str, messages: Sequence[RecordMessage]) -> WriteResult:
+    async def write(data_type: str, messages: Sequence[RecordMessage | RawRecord]) -> WriteResult:
         return await write_batch(
             driver,
             data_type,
@@ -136,6 +137,7 @@ def build_consumer(driver: AsyncDriver, connection: Any, settings: GraphinatorSe
         on_file_complete=on_file_complete,
         on_extraction_complete=on_extraction_complete,
         is_timeout=is_timeout,
+        decode=decode_message,
     )
 
 

@@ -34,9 +34,12 @@ Stubs: a referenced Artist/Label/Master that has no record yet is MERGEd with th
 reference (none for a master) and no sha256; the full record fills it later and removes the
 curator's `stub` flag (a sync creates `stub: true` nodes for releases the dump has not loaded yet).
 
-Writes: after the hash check, one statement per batch MERGEs the nodes, MERGEs every distinct
-target (stub, genre, style) once in sorted key order, and CREATEs the owned edges by position in
-those node lists (no index lookup per edge). The hash check and the writes happen in the same
+Writes: the hash check reads the stored sha256 of the batch's ids first; only the records it says
+must be written are decoded (they arrive as raw JSON, common.raw_messages) and mapped, so an
+unchanged record, the bulk of a monthly update, costs an index lookup and little Python. Then one
+statement per batch MERGEs the nodes, MERGEs every distinct target (stub, genre, style) once in
+sorted key order, and CREATEs the owned edges by position in those node lists (no index lookup
+per edge). The hash check and the writes happen in the same
 transaction: an unchanged sha256 only bumps `dump_version`; a changed record's owned relationships
 are deleted and re-created. So is an unchanged record written by an older GRAPH_MODEL: a new
 version of this mapping reaches every stored record the next time its message arrives. A record
@@ -59,10 +62,12 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, LiteralString
 
+import orjson
 from neo4j import AsyncDriver, AsyncManagedTransaction, unit_of_work
 
 from common.logging import get_logger
 from common.messages import RecordMessage
+from common.raw_messages import RawRecord
 from common.writes import WriteResult, latest_per_id
 
 log = get_logger(__name__)
@@ -190,55 +195,51 @@ def _tracks(tracks: list[Any]) -> Iterable[dict[str, Any]]:
         yield from _tracks(_list(item, "sub_tracks"))
 
 
-def _map_artist(rec: RecordMessage, rows: _Rows) -> dict[str, Any]:
-    r = rec.record
+def _map_artist(rid: int, r: dict[str, Any], rows: _Rows) -> dict[str, Any]:
     aliases: set[int] = set()
     for alias in _list(r, "aliases"):
         item = _obj(alias, "aliases")
         dst = _ref_id(item, "aliases")
-        if dst is not None and dst != rec.id and dst not in aliases:
+        if dst is not None and dst != rid and dst not in aliases:
             aliases.add(dst)
-            rows.add("ALIAS_OF", {"src": rec.id, "dst": dst, "name": item.get("name")})
+            rows.add("ALIAS_OF", {"src": rid, "dst": dst, "name": item.get("name")})
     for group in _list(r, "groups"):
         item = _obj(group, "groups")
         dst = _ref_id(item, "groups")
-        if dst is not None and dst != rec.id:
-            rows.add("MEMBER_OF_GROUP", {"src": rec.id, "dst": dst, "name": item.get("name")})
+        if dst is not None and dst != rid:
+            rows.add("MEMBER_OF_GROUP", {"src": rid, "dst": dst, "name": item.get("name")})
     for member in _list(r, "members"):
         item = _obj(member, "members")
         dst = _ref_id(item, "members")
-        if dst is not None and dst != rec.id:
-            rows.add("MEMBER_OF_MEMBER", {"src": rec.id, "dst": dst, "name": item.get("name")})
+        if dst is not None and dst != rid:
+            rows.add("MEMBER_OF_MEMBER", {"src": rid, "dst": dst, "name": item.get("name")})
     return {"name": r.get("name"), "realname": r.get("realname"), "profile": r.get("profile")}
 
 
-def _map_label(rec: RecordMessage, rows: _Rows) -> dict[str, Any]:
-    r = rec.record
+def _map_label(rid: int, r: dict[str, Any], rows: _Rows) -> dict[str, Any]:
     parent = r.get("parent_label")
     if parent is not None:
         item = _obj(parent, "parent_label")
         dst = _ref_id(item, "parent_label")
-        if dst is not None and dst != rec.id:
-            rows.add("SUBLABEL_OF_PARENT", {"src": rec.id, "dst": dst, "name": item.get("name")})
+        if dst is not None and dst != rid:
+            rows.add("SUBLABEL_OF_PARENT", {"src": rid, "dst": dst, "name": item.get("name")})
     for sub in _list(r, "sublabels"):
         item = _obj(sub, "sublabels")
         dst = _ref_id(item, "sublabels")
-        if dst is not None and dst != rec.id:
-            rows.add("SUBLABEL_OF_SUB", {"src": rec.id, "dst": dst, "name": item.get("name")})
+        if dst is not None and dst != rid:
+            rows.add("SUBLABEL_OF_SUB", {"src": rid, "dst": dst, "name": item.get("name")})
     return {"name": r.get("name"), "profile": r.get("profile")}
 
 
-def _map_master(rec: RecordMessage, rows: _Rows) -> dict[str, Any]:
-    r = rec.record
-    _by_rows(rows, rec.id, r)
-    _genre_rows(rows, rec.id, r)
+def _map_master(rid: int, r: dict[str, Any], rows: _Rows) -> dict[str, Any]:
+    _by_rows(rows, rid, r)
+    _genre_rows(rows, rid, r)
     return {"title": r.get("title"), "year": r.get("year"), "main_release": r.get("main_release")}
 
 
-def _map_release(rec: RecordMessage, rows: _Rows) -> dict[str, Any]:
-    r = rec.record
-    _by_rows(rows, rec.id, r)
-    _genre_rows(rows, rec.id, r)
+def _map_release(rid: int, r: dict[str, Any], rows: _Rows) -> dict[str, Any]:
+    _by_rows(rows, rid, r)
+    _genre_rows(rows, rid, r)
     credits: set[tuple[int, str | None, str | None]] = set()
 
     def credit(item: dict[str, Any], tracks: str | None) -> None:
@@ -250,7 +251,7 @@ def _map_release(rec: RecordMessage, rows: _Rows) -> dict[str, Any]:
             credits.add(key)
             rows.add(
                 "CREDITED",
-                {"src": rec.id, "dst": dst, "name": item.get("name"), "role": key[1], "tracks": key[2]},
+                {"src": rid, "dst": dst, "name": item.get("name"), "role": key[1], "tracks": key[2]},
             )
 
     for extra in _list(r, "extraartists"):
@@ -265,10 +266,10 @@ def _map_release(rec: RecordMessage, rows: _Rows) -> dict[str, Any]:
         if dst is None or (dst, item.get("catno")) in labels:
             continue
         labels.add((dst, item.get("catno")))
-        rows.add("ON", {"src": rec.id, "dst": dst, "name": item.get("name"), "catno": item.get("catno")})
+        rows.add("ON", {"src": rid, "dst": dst, "name": item.get("name"), "catno": item.get("catno")})
     master_id = r.get("master_id")
     if isinstance(master_id, int) and not isinstance(master_id, bool) and master_id > 0:
-        rows.add("DERIVED_FROM", {"src": rec.id, "dst": master_id})
+        rows.add("DERIVED_FROM", {"src": rid, "dst": master_id})
     elif master_id is not None:
         raise RecordShapeError(f"master_id must be a positive integer, got {master_id!r}")
     return {
@@ -281,7 +282,7 @@ def _map_release(rec: RecordMessage, rows: _Rows) -> dict[str, Any]:
     }
 
 
-_MAPPERS: Final[dict[str, Callable[[RecordMessage, _Rows], dict[str, Any]]]] = {
+_MAPPERS: Final[dict[str, Callable[[int, dict[str, Any], _Rows], dict[str, Any]]]] = {
     "artists": _map_artist,
     "labels": _map_label,
     "masters": _map_master,
@@ -390,7 +391,7 @@ def _write_statement(data_type: str) -> str:
 def _write_params(
     data_type: str,
     write: list[int],
-    mapped: dict[int, tuple[RecordMessage, dict[str, Any], _Rows]],
+    mapped: dict[int, tuple[dict[str, Any], _Rows]],
     new: set[int],
 ) -> dict[str, Any]:
     """The parameters of `_WRITE[data_type]`: rows reference nodes by their position in a list."""
@@ -402,7 +403,7 @@ def _write_params(
     part_of: set[tuple[str, str]] = set()
     kinds = {rel.kind: rel for rel in rels}
     for rid in write:
-        record_rows = mapped[rid][2]
+        record_rows = mapped[rid][1]
         for kind, items in record_rows.rels.items():
             target = names[kinds[kind].target]
             key = "name" if kinds[kind].target in ("Genre", "Style") else "dst"
@@ -413,7 +414,7 @@ def _write_params(
             grouped.setdefault(kind, []).extend(items)
         part_of |= record_rows.part_of
     props = _NODE_PROPS[data_type]
-    params: dict[str, Any] = {"nodes": [[rid, *map(mapped[rid][1].get, props), rid in new] for rid in write]}
+    params: dict[str, Any] = {"nodes": [[rid, *map(mapped[rid][0].get, props), rid in new] for rid in write]}
     positions: dict[str, dict[Any, int]] = {}
     for t in _TARGETS.values():
         if not any(r.target == t.label for r in rels):
@@ -508,80 +509,107 @@ async def _run(tx: AsyncManagedTransaction, query: str, **params: Any) -> list[d
     return [record.data() async for record in result]
 
 
-def map_batch(
-    data_type: str, messages: Sequence[RecordMessage]
-) -> tuple[dict[int, tuple[RecordMessage, dict[str, Any], _Rows]], list[tuple[RecordMessage, str]]]:
-    """Map each message on its own (so one bad shape is rejected alone); newest version per id."""
-    mapper = _MAPPERS[data_type]
-    mapped: dict[int, tuple[RecordMessage, dict[str, Any], _Rows]] = {}
-    rejected: list[tuple[RecordMessage, str]] = []
+@dataclass
+class Batch:
+    """The records of one batch (the newest message per id, by id) and what the mapping made of
+    those that had to be written: kept across the retries of a transaction."""
+
+    data_type: str
+    records: dict[int, RecordMessage | RawRecord]
+    mapped: dict[int, tuple[dict[str, Any], _Rows]] = field(default_factory=dict)
+    bad: dict[int, str] = field(default_factory=dict)  # id -> why it cannot be mapped
+
+    def part(self, ids: Sequence[int]) -> Batch:
+        return Batch(self.data_type, {rid: self.records[rid] for rid in ids})
+
+    def map(self, ids: Iterable[int]) -> None:
+        """Map each record of `ids` on its own (so one bad shape is rejected alone)."""
+        mapper = _MAPPERS[self.data_type]
+        for rid in ids:
+            if rid in self.mapped or rid in self.bad:
+                continue
+            msg = self.records[rid]
+            rows = _Rows()
+            try:
+                record = (
+                    msg.record if isinstance(msg, RecordMessage) else orjson.loads(memoryview(msg.record))
+                )
+                props = mapper(rid, record, rows)
+            except (RecordShapeError, TypeError, AttributeError, KeyError, orjson.JSONDecodeError) as exc:
+                self.bad[rid] = f"bad record shape: {exc}"
+                continue
+            props["sha256"] = msg.sha256
+            props["dump_version"] = msg.version
+            props["graph_model"] = GRAPH_MODEL
+            self.mapped[rid] = (props, rows)
+
+
+def select_batch(
+    data_type: str, messages: Sequence[RecordMessage | RawRecord]
+) -> tuple[Batch, list[tuple[RecordMessage | RawRecord, str]]]:
+    """The batch to write (newest version per id) and the messages refused outright (wrong type).
+    Records are mapped later, once the hash check has said which must be written: an unchanged
+    record (the bulk of a monthly update) is never mapped."""
+    batch = Batch(data_type, {})
+    rejected: list[tuple[RecordMessage | RawRecord, str]] = []
     for msg in latest_per_id(list(messages)):
         if msg.type != data_type:
             rejected.append((msg, f"message type {msg.type!r} on the {data_type} queue"))
-            continue
-        rows = _Rows()
-        try:
-            props = mapper(msg, rows)
-        except (RecordShapeError, TypeError, AttributeError, KeyError) as exc:
-            rejected.append((msg, f"bad record shape: {exc}"))
-            continue
-        props["sha256"] = msg.sha256
-        props["dump_version"] = msg.version
-        props["graph_model"] = GRAPH_MODEL
-        mapped[msg.id] = (msg, props, rows)
-    return mapped, rejected
+        else:
+            batch.records[msg.id] = msg
+    return batch, rejected
 
 
-async def write_tx(
-    tx: AsyncManagedTransaction,
-    data_type: str,
-    mapped: dict[int, tuple[RecordMessage, dict[str, Any], _Rows]],
-) -> WriteResult:
-    """One batch (from `map_batch`) inside the caller's transaction: hash-check its ids, then
-    write what is new or changed."""
+async def write_tx(tx: AsyncManagedTransaction, batch: Batch) -> WriteResult:
+    """One batch (from `select_batch`) inside the caller's transaction: hash-check its ids, then
+    map and write what is new or changed (a record that cannot be mapped is rejected alone)."""
+    data_type = batch.data_type
     label = _label(data_type)
     result = WriteResult()
-    if not mapped:
+    if not batch.records:
         return result
-    stored = await _run(
+    # One result row holding a list: a row per record costs the driver more than Neo4j the lookup.
+    [found] = await _run(
         tx,
         f"UNWIND $ids AS id MATCH (n:{label} {{id: id}}) "
-        "RETURN n.id AS id, n.sha256 AS sha256, n.dump_version AS version, n.graph_model AS model",
-        ids=list(mapped),
+        "RETURN collect([n.id, n.sha256, n.dump_version, n.graph_model]) AS stored",
+        ids=list(batch.records),
     )
-    existing = {row["id"]: row for row in stored}
-    bumps: list[dict[str, Any]] = []
-    changed: list[int] = []  # existing nodes (full or stub) whose record is (re)written
+    existing: dict[int, list[Any]] = {row[0]: row for row in found["stored"]}
+    bumps: list[list[Any]] = []
     write: list[int] = []
-    for rid, (msg, _, _) in mapped.items():
+    for rid, msg in batch.records.items():
         old = existing.get(rid)
-        if old is not None and old["sha256"] is not None and old["version"] is not None:
-            if old["version"] > msg.version:
+        if old is not None and old[1] is not None and old[2] is not None:
+            _, sha256, version, model = old
+            if version > msg.version:
                 result.stale += 1
                 continue
-            if old["sha256"] == msg.sha256 and old["model"] == GRAPH_MODEL:
+            if sha256 == msg.sha256 and model == GRAPH_MODEL:
                 result.unchanged += 1
-                if old["version"] < msg.version:
-                    bumps.append({"id": rid, "version": msg.version})
+                if version < msg.version:
+                    bumps.append([rid, msg.version])
                 continue
-        if old is not None:
-            changed.append(rid)
         write.append(rid)
     if bumps:
         await _run(
             tx,
-            f"UNWIND $rows AS r MATCH (n:{label} {{id: r.id}}) SET n.dump_version = r.version",
+            f"UNWIND $rows AS r MATCH (n:{label} {{id: r[0]}}) SET n.dump_version = r[1]",
             rows=bumps,
         )
+    batch.map(write)
+    result.rejected = [(batch.records[rid], batch.bad[rid]) for rid in write if rid in batch.bad]
+    write = [rid for rid in write if rid in batch.mapped]
     if not write:
         return result
+    changed = [rid for rid in write if rid in existing]  # full or stub nodes whose record is (re)written
     near: list[str] = []
     if changed:
-        found = await _run(tx, _STUB_NEIGHBOURS.format(label=label), ids=changed)
-        near = found[0]["near"] if found else []
+        neighbours = await _run(tx, _STUB_NEIGHBOURS.format(label=label), ids=changed)
+        near = neighbours[0]["near"] if neighbours else []
         await _run(tx, _DROP_OWNED[data_type], ids=changed)
     new = set(write).difference(existing)
-    params = _write_params(data_type, write, mapped, new)
+    params = _write_params(data_type, write, batch.mapped, new)
     written = await _run(tx, _WRITE[data_type], **params)
     # The driver keeps a query's parameters on its result, which sits in a reference cycle: emptied
     # now, the row lists are freed at once instead of waiting for (and slowing) the cyclic GC.
@@ -603,7 +631,7 @@ async def write_tx(
 async def write_batch(
     driver: AsyncDriver,
     data_type: str,
-    messages: Sequence[RecordMessage],
+    messages: Sequence[RecordMessage | RawRecord],
     database: str = "neo4j",
     timeout: float | None = None,
     parallel: int = 1,
@@ -620,24 +648,24 @@ async def write_batch(
     held elsewhere then fails it instead of hanging).
     """
     _label(data_type)
-    mapped, rejected = map_batch(data_type, messages)
+    batch, rejected = select_batch(data_type, messages)
     attempts = 0
 
-    async def attempt(tx: AsyncManagedTransaction, part: dict[int, Any]) -> WriteResult:
+    async def attempt(tx: AsyncManagedTransaction, part: Batch) -> WriteResult:
         # execute_write re-runs this after a transient error (a deadlock): counted as a retry.
         nonlocal attempts
         attempts += 1
-        return await write_tx(tx, data_type, part)
+        return await write_tx(tx, part)
 
     work = unit_of_work(timeout=timeout)(attempt) if timeout else attempt
 
-    async def write_part(part: dict[int, tuple[RecordMessage, dict[str, Any], _Rows]]) -> WriteResult:
+    async def write_part(part: Batch) -> WriteResult:
         async with driver.session(database=database) as session:
             return await session.execute_write(work, part)
 
-    ids = list(mapped)  # sorted by id
+    ids = list(batch.records)  # sorted by id
     size = max(1, -(-len(ids) // max(1, parallel)), _MIN_PART)
-    parts = [{rid: mapped[rid] for rid in ids[i : i + size]} for i in range(0, len(ids), size)]
+    parts = [batch.part(ids[i : i + size]) for i in range(0, len(ids), size)] if len(ids) > size else [batch]
     result = WriteResult()
     if len(parts) == 1:
         result = await write_part(parts[0])
@@ -647,7 +675,7 @@ async def write_batch(
             if isinstance(outcome, BaseException):
                 raise outcome
             result = result.merge(outcome)
-    result.rejected = rejected
+    result.rejected = [*rejected, *result.rejected]
     result.retries = attempts - len(parts)
     return result
 

@@ -21,10 +21,11 @@ from common.consumer import (
 )
 from common.logging import configure_logging, get_logger
 from common.messages import ExtractionComplete, FileComplete, RecordMessage
+from common.raw_messages import RawRecord, decode_message
 from common.readiness import postgres_check
 from common.settings import AmqpSettings, BaseServiceSettings, ConnectRetrySettings, PostgresSettings
 from common.writes import WriteResult
-from tableinator.writer import TABLES, RawRecord, decode_message, remove_stale, write_batch
+from tableinator.writer import TABLES, remove_stale, write_batch
 
 log = get_logger(__name__)
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Annotated, Any, Final, Literal, LiteralString
+from typing import Any, Final, LiteralString
 
 import msgspec
 import orjson
@@ -29,9 +29,9 @@ from psycopg.rows import tuple_row
 from psycopg.types.json import set_json_dumps
 from psycopg_pool import AsyncConnectionPool
 
-from common.consumer import decode_message as consumer_decode
 from common.logging import get_logger
-from common.messages import RECORDS_BODY_PREFIX, PipelineMessage, RecordMessage
+from common.messages import RecordMessage
+from common.raw_messages import RawRecord
 from common.writes import WriteResult, latest_per_id
 
 log = get_logger(__name__)
@@ -75,71 +75,6 @@ def _table(data_type: str) -> _Table:
         return TABLES[data_type]
     except KeyError:
         raise ValueError(f"unknown data type {data_type!r}") from None
-
-
-class RawRecord(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
-    """A record message as the tableinator reads it on the hot path: the envelope decoded and
-    checked (the same rules as `RecordMessage`), the record itself kept as its raw JSON bytes; only
-    the typed columns are decoded from it, and the bytes go to the JSONB column as they are."""
-
-    schema_version: int
-    kind: Literal["record"]
-    type: str
-    id: int
-    sha256: Annotated[str, msgspec.Meta(min_length=64, max_length=64)]
-    version: str
-    record: msgspec.Raw
-
-
-class _RawItem(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
-    id: int
-    sha256: Annotated[str, msgspec.Meta(min_length=64, max_length=64)]
-    record: msgspec.Raw
-
-
-class _RawBatch(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
-    """A `records` message (common.messages) with each record kept as raw JSON."""
-
-    schema_version: int
-    kind: Literal["records"]
-    count: int
-    type: str
-    version: str
-    records: list[_RawItem]
-
-
-_ENVELOPE: Final = msgspec.json.Decoder(RawRecord)
-_BATCH: Final = msgspec.json.Decoder(_RawBatch)
-
-
-def _is_object(raw: msgspec.Raw) -> bool:
-    return bytes(memoryview(raw)[:1]) == b"{"
-
-
-def decode_message(body: bytes) -> RawRecord | list[RawRecord] | PipelineMessage | list[RecordMessage]:
-    """A record message as a `RawRecord`, a `records` message as a list of them (a few µs per
-    record, no Python object per JSON value); control messages and anything unusual go through
-    `common.consumer.decode_message` (ValueError with the reason for an invalid body)."""
-    if body.startswith(RECORDS_BODY_PREFIX):
-        try:
-            batch = _BATCH.decode(body)
-        except msgspec.DecodeError:
-            return consumer_decode(body)
-        if batch.count != len(batch.records) or not batch.records:
-            return consumer_decode(body)
-        if not all(_is_object(item.record) for item in batch.records):
-            return consumer_decode(body)
-        return [
-            RawRecord(batch.schema_version, "record", batch.type, i.id, i.sha256, batch.version, i.record)
-            for i in batch.records
-        ]
-    try:
-        message = _ENVELOPE.decode(body)
-    except msgspec.DecodeError:
-        return consumer_decode(body)
-    if not _is_object(message.record):
-        return consumer_decode(body)  # the record is not an object: pydantic says why
-    return message
 
 
 def _typed_decoder(table: _Table) -> msgspec.json.Decoder[Any]:

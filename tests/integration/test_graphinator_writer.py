@@ -15,8 +15,8 @@ from graphinator.writer import (
     GRAPH_MODEL,
     ConcurrentWriteError,
     format_strings,
-    map_batch,
     remove_stale,
+    select_batch,
     write_batch,
     write_tx,
 )
@@ -453,11 +453,11 @@ async def hold_open_write(
 ) -> tuple[asyncio.Task[WriteResult], asyncio.Event]:
     """Write `messages` in a transaction that stays open (holding its locks) until the returned
     event is set; the task gives its WriteResult after the commit."""
-    mapped, _ = map_batch("releases", messages)
+    batch, _ = select_batch("releases", messages)
     wrote, commit = asyncio.Event(), asyncio.Event()
 
     async def work(tx: AsyncManagedTransaction) -> WriteResult:
-        result = await write_tx(tx, "releases", mapped)
+        result = await write_tx(tx, batch)
         wrote.set()
         await commit.wait()
         return result

@@ -11,7 +11,8 @@ from psycopg import AsyncConnection
 from psycopg.errors import DataError
 from psycopg_pool import AsyncConnectionPool
 
-from tableinator.writer import decode_message, remove_stale, write_batch
+from common.raw_messages import decode_message
+from tableinator.writer import remove_stale, write_batch
 from tests.integration.consumer_support import (
     ARTIST_2,
     ARTIST_26,
