@@ -68,6 +68,7 @@ BENCH_NEO4J_MEMORY := NEO4J_HEAP=2g NEO4J_PAGECACHE_MB=2048
 bench: install ## benchmarks on isolated local stacks (ports +90; the api's on +91), one JSON line each; your data is untouched
 	@set -e; eval "$$(scripts/stack-env.sh 90)"; export $(BENCH_NEO4J_MEMORY); \
 	  scripts/infra.sh up >/dev/null; $(PY) -m schema_init >/dev/null 2>&1; \
+	  export BENCH_PIPELINE_UPDATE=$${BENCH_PIPELINE_UPDATE:-1}; \
 	  status=0; for b in benchmarks/bench_*.py; do [ $$b = benchmarks/bench_api.py ] || $(PY) $$b || status=1; done; \
 	  [ -n "$$BENCH_KEEP_STACK" ] || scripts/infra.sh down >/dev/null; \
 	  eval "$$(scripts/stack-env.sh 91)"; export $(BENCH_NEO4J_MEMORY); \

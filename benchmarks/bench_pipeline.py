@@ -3,14 +3,17 @@
 version into Neo4j and PostgreSQL (each service has run its `extraction_complete` hook for all
 four types).
 
-    python benchmarks/bench_pipeline.py [--releases N]      (or BENCH_PIPELINE_RELEASES)
+    python benchmarks/bench_pipeline.py [--releases N] [--update]
+        (or BENCH_PIPELINE_RELEASES, BENCH_PIPELINE_UPDATE=1)
 
-It starts from empty stores (every run measures a first load, not the unchanged-hash path): it
-refuses to run on the default stack and wipes the Neo4j database, the record tables and the
-record queues of the stack it runs on, so `make bench` runs it on an isolated stack
-(scripts/stack-env.sh 90), never on your data. Default 1,000,000 releases (about 1.8 M records;
-the generated dump is cached in benchmarks/data). Prints ONE JSON line: records per type, wall
-seconds, releases/s and records/s into both stores, and each process's peak RSS.
+It starts from empty stores (a first load): it refuses to run on the default stack and wipes the
+Neo4j database, the record tables and the record queues of the stack it runs on, so `make bench`
+runs it on an isolated stack (scripts/stack-env.sh 90), never on your data. With `--update` the
+same dump is then extracted again as the next version: every record unchanged, the bulk of a
+monthly update (hash checks and dump-version bumps, then the sweep). Default 1,000,000 releases
+(about 1.8 M records; the generated dump is cached in benchmarks/data). Prints ONE JSON line per
+run: records per type, wall seconds, releases/s and records/s into both stores, each process's CPU
+seconds and peak RSS.
 """
 
 from __future__ import annotations
