@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from neo4j import AsyncDriver, AsyncManagedTransaction
 
+from common.raw_messages import decode_message
 from common.writes import WriteResult
 from graphinator.writer import (
     GRAPH_MODEL,
@@ -373,14 +374,21 @@ async def test_remove_stale_deletes_records_absent_from_the_newer_dump(clean_neo
     assert await q(driver, "MATCH (a:Artist {id: 26}) RETURN a.dump_version AS v") == [{"v": V2}]
 
 
-async def test_bad_record_shape_is_rejected_alone(clean_neo4j: AsyncDriver) -> None:
+@pytest.mark.parametrize("form", ["decoded", "raw JSON"])
+async def test_bad_record_shape_is_rejected_alone(clean_neo4j: AsyncDriver, form: str) -> None:
+    """Also in the form the consumer hands over (records as raw JSON, decoded only when written)."""
     bad = changed(RELEASE_1, id=99, artists={"not": "a list"})
-    result = await write_batch(
-        clean_neo4j, "releases", [message("releases", RELEASE_2), message("releases", bad)]
-    )
+    messages: list[Any] = [message("releases", RELEASE_2), message("releases", bad)]
+    if form == "raw JSON":
+        messages = [decode_message(m.to_bytes()) for m in messages]
+        assert all(type(m).__name__ == "RawRecord" for m in messages)
+    result = await write_batch(clean_neo4j, "releases", messages)
     assert result.written == 1
     assert [(m.id, "artists must be a list" in why) for m, why in result.rejected] == [(99, True)]
     assert await q(clean_neo4j, "MATCH (r:Release) RETURN r.id AS id") == [{"id": 2}]
+    # The same records again: the written one is unchanged (never decoded), the bad one still bad.
+    again = await write_batch(clean_neo4j, "releases", messages)
+    assert (again.written, again.unchanged, len(again.rejected)) == (0, 1, 1)
 
 
 async def test_a_batch_split_into_parallel_parts_writes_the_same_graph(clean_neo4j: AsyncDriver) -> None:
