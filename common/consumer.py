@@ -158,10 +158,13 @@ class ConsumerSettings(BaseSettings):
         wanted = -(-self.batch_size * slots // max(1, int(records_per_message)))
         return max(2 * slots, min(self.effective_prefetch, wanted))
 
+    @functools.cached_property
+    def _serial(self) -> frozenset[str]:
+        return frozenset(t.strip() for t in self.serial_types.split(","))
+
     def concurrency_for(self, data_type: str) -> int:
         """Batches of `data_type` committing at once: one for SERIAL_TYPES, else BATCH_CONCURRENCY."""
-        serial = {t.strip() for t in self.serial_types.split(",")}
-        return 1 if data_type in serial else self.batch_concurrency
+        return 1 if data_type in self._serial else self.batch_concurrency
 
     @property
     def data_types(self) -> tuple[str, ...]:

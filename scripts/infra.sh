@@ -67,6 +67,11 @@ install() {
     apt-get install -y -qq "${missing[@]}" >"$LOGS/apt.log" 2>&1 || die "apt-get install failed; see $LOGS/apt.log"
     PG_BIN="$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n1)"
   fi
+  neo4j_launcher
+}
+
+# Also before every start: `start-neo4j` alone (the tests, bench_pipeline) runs the current sources.
+neo4j_launcher() {
   if [[ ! -f "$NEO4J_JAR" || ! -d "$NEO4J_DIR/target/lib" \
         || -n "$(find "$NEO4J_DIR/src" "$NEO4J_DIR/pom.xml" -newer "$NEO4J_JAR" -print -quit)" ]]; then
     say "building the Neo4j launcher with Maven (first time, or after its sources changed)"
@@ -191,6 +196,7 @@ neo4j_up() {
   local home="$LOCAL/neo4j" pidfile="$RUN/neo4j.pid" log="$LOGS/neo4j.log"
   mkdir -p "$home"
   if pid_alive "$pidfile"; then say "neo4j already running"; return; fi
+  neo4j_launcher
   refuse_taken_port neo4j "$NEO4J_PORT" "$pidfile"
   NEO4J_BOLT_PORT="$NEO4J_PORT" NEO4J_PASSWORD="$NEO4J_PW" NEO4J_PAGECACHE_MB="$NEO4J_PAGECACHE_MB" \
     nohup java -Xms512m -Xmx"$NEO4J_HEAP" -XX:+UseG1GC \
