@@ -1,4 +1,4 @@
-"""`python -m extractor [--source DIR] [--once]`."""
+"""`python -m extractor [--source DIR] [--once] [--reprocess]`."""
 
 from __future__ import annotations
 
@@ -21,6 +21,12 @@ def main(argv: list[str] | None = None) -> int:
         "--once", action="store_true", help="run one cycle, then exit (0 = version completed)"
     )
     parser.add_argument("--data-dir", type=Path, default=None, help="where dumps and state markers live")
+    parser.add_argument(
+        "--reprocess",
+        action="store_true",
+        help="extract the chosen version again even if it was completed (after an upgrade that "
+        "changes what the consumers write, or to refill an emptied store)",
+    )
     args = parser.parse_args(argv)
     settings = ExtractorSettings()
     if args.data_dir is not None:
@@ -29,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     source = args.source if args.source is not None else settings.source_dir
     if source is not None and not source.is_dir():
         parser.error(f"--source {source} is not a directory")
-    return asyncio.run(serve(settings, source_dir=source, once=args.once))
+    return asyncio.run(serve(settings, source_dir=source, once=args.once, reprocess=args.reprocess))
 
 
 if __name__ == "__main__":

@@ -35,11 +35,18 @@ log = get_logger(__name__)
 
 class ExtractorService:
     def __init__(
-        self, settings: ExtractorSettings, *, source_dir: Path | None = None, once: bool = False
+        self,
+        settings: ExtractorSettings,
+        *,
+        source_dir: Path | None = None,
+        once: bool = False,
+        reprocess: bool = False,
     ) -> None:
         self.settings = settings
         self.source_dir = source_dir if source_dir is not None else settings.source_dir
         self.once = once
+        # Extract the first chosen version again even if its marker says completed (once).
+        self._reprocess = reprocess
         self.registry = CollectorRegistry()
         self.metrics = ExtractorMetrics(self.registry)
         self.reporter = ProgressReporter(self.metrics, settings.progress_log_interval_s)
@@ -119,6 +126,7 @@ class ExtractorService:
             return False
         version, files = chosen
         log.info("version_chosen", version=version, source=str(source_dir), types=sorted(files))
+        self._restart_if_asked(version)
         return await self._run_version(version, files, source=str(source_dir))
 
     async def _cycle_remote(self) -> bool:
@@ -142,6 +150,7 @@ class ExtractorService:
                 log.warning("no_complete_version", url=s.discogs_data_url, seen=[v.version for v in versions])
                 return False
             version = chosen.version
+            self._restart_if_asked(version)
             store = StateStore(s.data_dir, version)
             state = store.load()
             if state.completed:
@@ -218,6 +227,18 @@ class ExtractorService:
             await asyncio.to_thread(prune_older_dumps, s.data_dir, version)
         return completed
 
+    def _restart_if_asked(self, version: str) -> None:
+        """With `reprocess`, the first time: a completed version starts again from its first
+        record (its verified downloads are kept; the completed marker stays as the `.bak`)."""
+        if not self._reprocess:
+            return
+        self._reprocess = False
+        store = StateStore(self.settings.data_dir, version)
+        state = store.load()
+        if state.completed:
+            log.info("version_reprocessing", version=version)
+            store.save(state.restarted())
+
     async def _run_version(self, version: str, files: dict[str, Path], source: str) -> bool:
         store = StateStore(self.settings.data_dir, version)
         runner = VersionRunner(
@@ -244,8 +265,10 @@ def prune_older_dumps(data_dir: Path, version: str) -> None:
             log.info("old_dump_pruned", version=entry.name)
 
 
-async def serve(settings: ExtractorSettings, *, source_dir: Path | None, once: bool) -> int:
-    service = ExtractorService(settings, source_dir=source_dir, once=once)
+async def serve(
+    settings: ExtractorSettings, *, source_dir: Path | None, once: bool, reprocess: bool = False
+) -> int:
+    service = ExtractorService(settings, source_dir=source_dir, once=once, reprocess=reprocess)
     loop = asyncio.get_running_loop()
     main = asyncio.current_task()
 

@@ -60,6 +60,20 @@ class VersionState:
     def completed(self) -> bool:
         return self.extraction_complete_sent
 
+    def restarted(self) -> VersionState:
+        """This version to be extracted again from its first record: verified downloads are
+        kept (phase `downloaded`), every count and completion is reset."""
+        files = {
+            data_type: FileState(
+                file=f.file,
+                phase="downloaded" if f.sha256 is not None else "pending",
+                bytes_total=f.bytes_total,
+                sha256=f.sha256,
+            )
+            for data_type, f in self.files.items()
+        }
+        return VersionState(version=self.version, source=self.source, files=files)
+
     def file(self, data_type: str) -> FileState:
         if data_type not in self.files:
             self.files[data_type] = FileState()

@@ -38,14 +38,14 @@ Writes: the hash check reads the stored sha256 of the batch's ids first; only th
 must be written are decoded (they arrive as raw JSON, common.raw_messages) and mapped, so an
 unchanged record, the bulk of a monthly update, costs an index lookup and little Python. Then one
 statement per batch MERGEs the nodes, MERGEs every distinct target (stub, genre, style) once in
-sorted key order, and CREATEs the owned edges by position in those node lists (no index lookup
-per edge). The hash check and the writes happen in the same
-transaction: an unchanged sha256 only bumps `dump_version`; a changed record's owned relationships
-are deleted and re-created. So is an unchanged record written by an older GRAPH_MODEL: a new
-version of this mapping reaches every stored record the next time its message arrives. A record
-the check found absent but another transaction (a second batch in flight, another replica)
-created meanwhile is not written twice: MERGE waits for that commit, the same hash counts as
-unchanged, another hash retries the batch (ConcurrentWriteError).
+sorted key order, and CREATEs the owned edges by position in those node lists (no index lookup per
+edge). The hash check and the writes happen in the same transaction: an unchanged sha256 only bumps
+`dump_version`; a changed record's owned relationships are deleted and re-created. So is an
+unchanged record written by an older GRAPH_MODEL: a new version of this mapping reaches every stored
+record the next time its message arrives (the next dump version, or at once with `python -m
+extractor --reprocess`). A record the check found absent but another transaction (a second batch in
+flight, another replica) created meanwhile is not written twice: MERGE waits for that commit, the
+same hash counts as unchanged, another hash retries the batch (ConcurrentWriteError).
 A message from an older dump version than the stored one is ignored (`stale`).
 
 `remove_stale(driver, type, version)`: full nodes whose `dump_version` is older than `version`

@@ -109,22 +109,28 @@ def sample_source(tmp_path: Path) -> Path:
     return src
 
 
-async def test_samples_land_with_exact_counts_and_version_not_reprocessed(
-    channel: Any, tmp_path: Path
-) -> None:
-    src = sample_source(tmp_path)
-    s = settings(tmp_path)
-    assert await ExtractorService(s, source_dir=src, once=True).run() == 0
+async def every_sample_record_published(channel: Any) -> dict[str, list[Any]]:
+    """Drain every queue; each record queue held its type's 1,000 sample records (several per
+    message), then file_complete and extraction_complete; no dead letters."""
     queues = {name: await drain(channel, name) for name in ALL_QUEUES}
     for c in CONSUMERS:
         for t in DATA_TYPES:
-            # records (several per message) + file_complete + extraction_complete
             assert kinds_of(queues[f"{c}.{t}"]) == {
                 "record": 1000,
                 "file_complete": 1,
                 "extraction_complete": 1,
             }
             assert len(queues[f"{c}.{t}.dlq"]) == 0
+    return queues
+
+
+async def test_samples_land_with_exact_counts_and_version_not_reprocessed(
+    channel: Any, tmp_path: Path
+) -> None:
+    src = sample_source(tmp_path)
+    s = settings(tmp_path)
+    assert await ExtractorService(s, source_dir=src, once=True).run() == 0
+    queues = await every_sample_record_published(channel)
 
     messages = queues["tableinator.releases"]
     # Records travel 100 to a message (MESSAGE_RECORDS): 10 messages + 2 control messages.
@@ -154,9 +160,19 @@ async def test_samples_land_with_exact_counts_and_version_not_reprocessed(
         t: ("completed", 1000, 1000) for t in DATA_TYPES
     }
 
-    # A completed version is not reprocessed.
+    # A completed version is not reprocessed ...
     assert await ExtractorService(s, source_dir=src, once=True).run() == 0
     assert not any((await counts(channel)).values())
+
+    # ... unless asked (`--reprocess`: after an upgrade that changes what the consumers write):
+    # the whole version again, then completed again.
+    assert await ExtractorService(s, source_dir=src, once=True, reprocess=True).run() == 0
+    again = await every_sample_record_published(channel)
+    assert unpack(again["tableinator.releases"]) == decoded
+    redone = StateStore(s.data_dir, "20200806").load()
+    assert redone.completed and {t: f.records for t, f in redone.files.items()} == {
+        t: 1000 for t in DATA_TYPES
+    }
 
 
 MASTERS_WITH_BAD = """<masters>

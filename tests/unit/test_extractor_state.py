@@ -54,3 +54,29 @@ def test_other_version_is_not_used(tmp_path: Path) -> None:
     st.extraction_complete_sent = True
     a.save(st)
     assert not StateStore(tmp_path, "20261101").load().completed
+
+
+def test_a_restarted_version_keeps_its_verified_downloads_and_nothing_else(tmp_path: Path) -> None:
+    """`--reprocess`: every count and completion reset; a file verified against CHECKSUM.txt is
+    not downloaded again (phase `downloaded`), a local one is read from its first record."""
+    store = StateStore(tmp_path, "20261001")
+    state = store.load()
+    state.extraction_complete_sent = True
+    for name, f in state.files.items():
+        f.phase, f.confirmed, f.records, f.malformed, f.file_complete_sent = "completed", 9, 8, 1, True
+        f.file = f"discogs_20261001_{name}.xml.gz"
+    state.file("releases").sha256, state.file("releases").bytes_total = "ab" * 32, 1234
+    store.save(state)
+
+    restarted = store.load().restarted()
+    assert not restarted.completed and restarted.version == "20261001"
+    releases = restarted.file("releases")
+    assert (releases.phase, releases.sha256, releases.bytes_total) == ("downloaded", "ab" * 32, 1234)
+    assert {n: f.phase for n, f in restarted.files.items() if n != "releases"} == {
+        "artists": "pending",
+        "labels": "pending",
+        "masters": "pending",
+    }
+    for f in restarted.files.values():
+        assert (f.confirmed, f.records, f.malformed, f.file_complete_sent) == (0, 0, 0, False)
+        assert f.file is not None and f.file.endswith(".xml.gz")
