@@ -13,7 +13,7 @@ from common.consumer import decode_message as consumer_decode
 from common.messages import RECORDS_BODY_PREFIX, PipelineMessage, RecordMessage
 
 
-class RawRecord(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+class RawRecord(msgspec.Struct, forbid_unknown_fields=True, frozen=True, gc=False):
     """A record message as the writers read it on the hot path: the envelope decoded and checked
     (the same rules as `RecordMessage`), the record itself kept as its raw JSON bytes."""
 
@@ -26,13 +26,13 @@ class RawRecord(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     record: msgspec.Raw
 
 
-class _RawItem(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+class _RawItem(msgspec.Struct, forbid_unknown_fields=True, frozen=True, gc=False):
     id: int
     sha256: Annotated[str, msgspec.Meta(min_length=64, max_length=64)]
     record: msgspec.Raw
 
 
-class _RawBatch(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+class _RawBatch(msgspec.Struct, forbid_unknown_fields=True, frozen=True, gc=False):
     """A `records` message (common.messages) with each record kept as raw JSON."""
 
     schema_version: int
@@ -43,6 +43,8 @@ class _RawBatch(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     records: list[_RawItem]
 
 
+# gc=False: thousands of these are alive at once (prefetch, batches) and none can be part of a
+# reference cycle, so the cyclic collector need not walk them (reference counting frees them).
 _ENVELOPE: Final = msgspec.json.Decoder(RawRecord)
 _BATCH: Final = msgspec.json.Decoder(_RawBatch)
 
