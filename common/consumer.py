@@ -736,12 +736,13 @@ class BatchConsumer:
             except Exception as exc:
                 if self._is_timeout(exc):
                     timeouts += 1
-                if self._is_transient(exc) and timeouts < self.settings.max_timeouts:
+                gave_up = timeouts >= self.settings.max_timeouts  # this error was the last timeout
+                if self._is_transient(exc) and not gave_up:
                     attempt += 1
                     await self._backoff(data_type, attempt, exc, len(messages))
                     continue
                 reason = f"{type(exc).__name__}: {exc}"
-                if timeouts:
+                if gave_up:
                     reason = f"timed out {timeouts} times (MAX_TIMEOUTS), given up: {reason}"
                 if len(messages) == 1:
                     log.warning(
