@@ -3,17 +3,18 @@
 version into Neo4j and PostgreSQL (each service has run its `extraction_complete` hook for all
 four types).
 
-    python benchmarks/bench_pipeline.py [--releases N] [--update]
-        (or BENCH_PIPELINE_RELEASES, BENCH_PIPELINE_UPDATE=1)
+    python benchmarks/bench_pipeline.py [--releases N] [--update] [--churn 0.05]
+        (or BENCH_PIPELINE_RELEASES, BENCH_PIPELINE_UPDATE=1, BENCH_PIPELINE_CHURN)
 
 It starts from empty stores (a first load): it refuses to run on the default stack and wipes the
 Neo4j database, the record tables and the record queues of the stack it runs on, so `make bench`
-runs it on an isolated stack (scripts/stack-env.sh 90), never on your data. With `--update` the
-same dump is then extracted again as the next version: every record unchanged, the bulk of a
-monthly update (hash checks and dump-version bumps, then the sweep). Default 1,000,000 releases
-(about 1.8 M records; the generated dump is cached in benchmarks/data). Prints ONE JSON line per
-run: records per type, wall seconds, releases/s and records/s into both stores, each process's CPU
-seconds and peak RSS.
+runs it on an isolated stack (scripts/stack-env.sh 90), never on your data. With `--update` the next
+version of the dump is then extracted, as a monthly update: `--churn` of its records changed
+(rewritten with their relationships), a fifth of that share gone (swept) and as many new; the rest
+unchanged (hash checks and dump-version bumps). `--churn 0` extracts the same dump again. Default
+1,000,000 releases (about 1.8 M records; the generated dump is cached in benchmarks/data). Prints
+ONE JSON line per run: records per type, wall seconds, releases/s and records/s into both stores,
+each process's CPU seconds and peak RSS.
 """
 
 from __future__ import annotations
@@ -140,9 +141,10 @@ async def _empty_tables_and_queues() -> None:
     await connection.close()
 
 
-def run(releases: int, out: Path, update: bool = False) -> None:
-    """A first load into empty stores; with `update`, then the same dump again as the next
-    version (every record unchanged: the bulk of a monthly update). Prints a JSON line for each."""
+def run(releases: int, out: Path, update: bool = False, churn: float = 0.0) -> None:
+    """A first load into empty stores; with `update`, then the next version of the dump (`churn`
+    of its records changed, a fifth of that gone and as many new: generate_dump). Prints a JSON
+    line for each."""
     paths = generate(releases, out)
     reset_stores()
     version = paths["releases"].name.split("_")[1]
@@ -160,10 +162,11 @@ def run(releases: int, out: Path, update: bool = False) -> None:
             print(json.dumps(first), flush=True)
             if update:
                 following = (datetime.strptime(version, "%Y%m%d") + timedelta(days=30)).strftime("%Y%m%d")
+                later = generate(releases, out, following, churn=churn) if churn else paths
                 again = measure(
-                    "pipeline_update", paths, following, releases, counts, consumers, ports, data_dir
+                    "pipeline_update", later, following, releases, counts, consumers, ports, data_dir
                 )
-                print(json.dumps(again), flush=True)
+                print(json.dumps({**again, "churn": churn}), flush=True)
     finally:
         for proc in consumers.values():
             proc.terminate()
@@ -261,10 +264,16 @@ def main() -> None:
         "--update",
         action="store_true",
         default=os.environ.get("BENCH_PIPELINE_UPDATE", "") not in ("", "0"),
-        help="then extract the same dump again as the next version (a second JSON line)",
+        help="then extract the next version of the dump (a second JSON line)",
+    )
+    parser.add_argument(
+        "--churn",
+        type=float,
+        default=float(os.environ.get("BENCH_PIPELINE_CHURN", "0.05")),
+        help="share of the records the next version changes (0: the same dump again)",
     )
     args = parser.parse_args()
-    run(args.releases, args.out / f"pipeline-{args.releases}", args.update)
+    run(args.releases, args.out / f"pipeline-{args.releases}", args.update, args.churn)
 
 
 if __name__ == "__main__":

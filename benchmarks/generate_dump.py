@@ -10,6 +10,10 @@ labels and companies at generated labels, `master_id` at generated masters, a ma
 labels parent/sub-labels. Sizes are realistic: a typical release is 2-4 KB of XML (8-12 tracks,
 credits, identifiers, videos); about 1 release in 5,000 is a box set with 1,000-7,000 tracks.
 Deterministic for a given seed. Output: discogs_<version>_<type>.xml.gz (gzip level 3).
+
+`churn` makes the dump a later version of the one without it (a monthly update): of every type, a
+`churn` share of the records changes (its name or title), a fifth of that share is gone, and as
+many new records as are gone follow the last id.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import json
 import os
 import random
 import time
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from xml.sax.saxutils import escape, quoteattr
 
@@ -266,13 +271,33 @@ class Gen:
         return "".join(out)
 
 
-def write(path: Path, root: str, count: int, make: object, level: int) -> int:
+# The element whose text a changed record of each type gets a suffix in (its first occurrence).
+_CHANGED_TAG = {"artists": "</name>", "labels": "</name>", "masters": "</title>", "releases": "</title>"}
+
+
+def churned(data_type: str, count: int, make: Callable[[int], str], churn: float, seed: int) -> Iterator[str]:
+    """The records of a later version: `make(i)` for i in 1..count with the churn applied, then the
+    new records (ids count+1..)."""
+    gone = 0
+    for i in range(1, count + 1):
+        roll = random.Random(seed * 7_000_003 + i * 13 + len(data_type)).random()
+        if roll < churn / 5:
+            gone += 1
+        elif roll < churn:
+            yield make(i).replace(_CHANGED_TAG[data_type], " (revised)" + _CHANGED_TAG[data_type], 1)
+        else:
+            yield make(i)
+    for i in range(count + 1, count + gone + 1):
+        yield make(i)
+
+
+def write(path: Path, root: str, records: Iterable[str], level: int) -> int:
     tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
     with gzip.open(tmp, "wb", compresslevel=level) as fh:
         fh.write(f"<{root}>\n".encode())
         buf: list[str] = []
-        for i in range(1, count + 1):
-            buf.append(make(i))  # type: ignore[operator]
+        for record in records:
+            buf.append(record)
             buf.append("\n")
             if len(buf) >= 2000:
                 fh.write("".join(buf).encode())
@@ -284,12 +309,19 @@ def write(path: Path, root: str, count: int, make: object, level: int) -> int:
 
 
 def generate(
-    releases: int, out: Path, version: str = "20261101", seed: int = 1, level: int = 3, id_base: int = 0
+    releases: int,
+    out: Path,
+    version: str = "20261101",
+    seed: int = 1,
+    level: int = 3,
+    id_base: int = 0,
+    churn: float = 0.0,
 ) -> dict[str, Path]:
     """Write the four files (skipping ones already generated with the same parameters).
 
     `id_base` shifts every id and reference (ids become id_base+1 ..), so a dump can share a store
-    with another one without touching its records (the api benchmark's graph lives at 5e8+)."""
+    with another one without touching its records (the api benchmark's graph lives at 5e8+).
+    `churn` > 0: a later version of the same dump (module docstring)."""
     out.mkdir(parents=True, exist_ok=True)
     gen = Gen(releases, seed, id_base)
     makers = {"artists": gen.artist, "labels": gen.label, "masters": gen.master, "releases": gen.release}
@@ -298,13 +330,16 @@ def generate(
     wanted: dict[str, object] = {"releases": releases, "seed": seed, "counts": gen.n}
     if id_base:
         wanted["id_base"] = id_base
+    if churn:
+        wanted["churn"] = churn
     existing = json.loads(manifest.read_text()) if manifest.exists() else None
     for t, make in makers.items():
         path = out / f"discogs_{version}_{t}.xml.gz"
         paths[t] = path
         if existing == wanted and path.exists():
             continue
-        write(path, t, gen.n[t], make, level)
+        records = churned(t, gen.n[t], make, churn, seed) if churn else map(make, range(1, gen.n[t] + 1))
+        write(path, t, records, level)
     manifest.write_text(json.dumps(wanted))
     return paths
 
@@ -317,9 +352,12 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--level", type=int, default=3, help="gzip level")
     parser.add_argument("--id-base", type=int, default=0, help="shift every id by this")
+    parser.add_argument("--churn", type=float, default=0.0, help="a later version: share of records changed")
     args = parser.parse_args()
     started = time.perf_counter()
-    paths = generate(args.releases, args.out, args.version, args.seed, args.level, args.id_base)
+    paths = generate(
+        args.releases, args.out, args.version, args.seed, args.level, args.id_base, churn=args.churn
+    )
     print(
         json.dumps(
             {
