@@ -9,12 +9,12 @@ four types).
 It starts from empty stores (a first load): it refuses to run on the default stack and wipes the
 Neo4j database, the record tables and the record queues of the stack it runs on, so `make bench`
 runs it on an isolated stack (scripts/stack-env.sh 90), never on your data. With `--update` the next
-version of the dump is then extracted, as a monthly update: `--churn` of its records changed
-(rewritten with their relationships), a fifth of that share gone (swept) and as many new; the rest
-unchanged (hash checks and dump-version bumps). `--churn 0` extracts the same dump again. Default
-1,000,000 releases (about 1.8 M records; the generated dump is cached in benchmarks/data). Prints
-ONE JSON line per run: records per type, wall seconds, releases/s and records/s into both stores,
-each process's CPU seconds and peak RSS.
+version of the dump is then extracted, as a monthly update: `--churn` of its records touched, four
+fifths of those changed (rewritten with their relationships), one fifth gone (swept), as many new;
+the rest unchanged (hash checks and dump-version bumps). `--churn 0` extracts the same dump again.
+Default 1,000,000 releases (about 1.8 M records; the generated dump is cached in benchmarks/data).
+Prints ONE JSON line per run: records per type, wall seconds, releases/s and records/s into both
+stores, each process's CPU seconds and peak RSS.
 """
 
 from __future__ import annotations
@@ -270,7 +270,7 @@ def main() -> None:
         "--churn",
         type=float,
         default=float(os.environ.get("BENCH_PIPELINE_CHURN", "0.05")),
-        help="share of the records the next version changes (0: the same dump again)",
+        help="share of the records the next version touches (4/5 changed, 1/5 gone; 0: the same dump)",
     )
     args = parser.parse_args()
     run(args.releases, args.out / f"pipeline-{args.releases}", args.update, args.churn)

@@ -12,8 +12,8 @@ credits, identifiers, videos); about 1 release in 5,000 is a box set with 1,000-
 Deterministic for a given seed. Output: discogs_<version>_<type>.xml.gz (gzip level 3).
 
 `churn` makes the dump a later version of the one without it (a monthly update): of every type, a
-`churn` share of the records changes (its name or title), a fifth of that share is gone, and as
-many new records as are gone follow the last id.
+`churn` share of the records is touched: four fifths of those change (name or title), one fifth is
+gone, and as many new records as are gone follow the last id.
 """
 
 from __future__ import annotations
