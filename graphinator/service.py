@@ -27,22 +27,21 @@ from graphinator.writer import LABELS, ConcurrentWriteError, await_fulltext_refr
 
 log = get_logger(__name__)
 
-# Codes that mean "try again": lock/transaction timeouts, a unique-constraint race between two
-# concurrent MERGEs of the same stub (the retry finds the node), and a transaction the server
-# terminated (its connection was killed, an operator stopped it, the database is shutting down):
-# the driver reports those as client errors, but the records in it are fine.
-_TRANSIENT_CODES = (
-    "TransactionTimedOut",
-    "LockAcquisitionTimeout",
-    "ConstraintValidationFailed",
-    "Transaction.LockClientStopped",
-    "Transaction.Terminated",
-)
 # A transaction that outlasted NEO4J_TX_TIMEOUT: Neo4j says TransactionTimedOut... when it was
 # running then, LockClientStopped when it was waiting for a lock (that code also reports a killed
 # connection, rare enough to count too). Retried only MAX_TIMEOUTS times: a batch too big to commit
 # in time is then split, down to the record.
 _TIMEOUT_CODES = ("Transaction.TransactionTimedOut", "Transaction.LockClientStopped")
+# Codes that mean "try again": those timeouts, a lock wait timeout, a unique-constraint race between
+# two concurrent MERGEs of the same stub (the retry finds the node), and a transaction the server
+# terminated (an operator stopped it, the database is shutting down): the driver reports those as
+# client errors, but the records in them are fine.
+_TRANSIENT_CODES = (
+    *_TIMEOUT_CODES,
+    "LockAcquisitionTimeout",
+    "ConstraintValidationFailed",
+    "Transaction.Terminated",
+)
 
 
 class GraphinatorSettings(
