@@ -143,8 +143,7 @@ async def _empty_tables_and_queues() -> None:
 
 def run(releases: int, out: Path, update: bool = False, churn: float = 0.0) -> None:
     """A first load into empty stores; with `update`, then the next version of the dump (`churn`
-    of its records changed, a fifth of that gone and as many new: generate_dump). Prints a JSON
-    line for each."""
+    of its records touched, see generate_dump). Prints a JSON line for each."""
     paths = generate(releases, out)
     reset_stores()
     version = paths["releases"].name.split("_")[1]
