@@ -665,7 +665,7 @@ async def write_batch(
 
     ids = list(batch.records)  # sorted by id
     size = max(1, -(-len(ids) // max(1, parallel)), _MIN_PART)
-    parts = [batch.part(ids[i : i + size]) for i in range(0, len(ids), size)] if len(ids) > size else [batch]
+    parts = [batch.part(ids[i : i + size]) for i in range(0, len(ids), size)]
     result = WriteResult()
     if len(parts) == 1:
         result = await write_part(parts[0])
