@@ -181,6 +181,7 @@ class TypeStats:
     written: int = 0
     unchanged: int = 0
     stale: int = 0
+    outdated: int = 0
     dead_lettered: int = 0
     batches: int = 0
     retries: int = 0
@@ -492,6 +493,7 @@ class BatchConsumer:
             "last_message_time": {t: iso(s.last_message_at) for t, s in self.stats.items()},
             "written": {t: s.written for t, s in self.stats.items()},
             "unchanged": {t: s.unchanged for t, s in self.stats.items()},
+            "outdated": {t: s.outdated for t, s in self.stats.items()},
             "batches": {t: s.batches for t, s in self.stats.items()},
             "dlq_counts": {t: s.dead_lettered for t, s in self.stats.items()},
             "transient_retries": {t: s.retries for t, s in self.stats.items()},
@@ -697,8 +699,9 @@ class BatchConsumer:
         stats.written += result.written
         stats.unchanged += result.unchanged
         stats.stale += result.stale
+        stats.outdated += result.outdated
         stats.batches += 1
-        settled = result.written + result.unchanged + result.stale
+        settled = result.processed
         stats.recent.append((time.monotonic(), len(pending)))
         self.metrics.batches.labels(data_type).inc()
         self.metrics.batch_size.labels(data_type).observe(len(pending))
@@ -706,6 +709,7 @@ class BatchConsumer:
             ("written", result.written),
             ("unchanged", result.unchanged),
             ("stale", result.stale),
+            ("outdated", result.outdated),
         ):
             if count:
                 self.metrics.records.labels(data_type, outcome).inc(count)
@@ -917,7 +921,7 @@ def _fast_batch(data: dict[str, Any]) -> list[RecordMessage] | None:
             and type(item["id"]) is int
             and type(item["sha256"]) is str
             and len(item["sha256"]) == 64
-            and type(item["record"]) is dict
+            and (type(item["record"]) is dict or item["record"] is None)
         ):
             return None
         out.append(
@@ -939,7 +943,8 @@ def decode_message(body: bytes) -> PipelineMessage | list[RecordMessage]:
     `records` message becomes the list of its records as `RecordMessage`s.
 
     The record shape is checked by hand (the same rules as the pydantic model: exact keys, an
-    int id, a 64-character sha256, a dict record) and the model is built without re-validation;
+    int id, a 64-character sha256, a dict record or None, an unchanged item) and the model is
+    built without re-validation;
     anything else goes through the full pydantic validation (raising ValueError with its reason).
     """
     try:
@@ -955,7 +960,7 @@ def decode_message(body: bytes) -> PipelineMessage | list[RecordMessage]:
         and type(data["version"]) is str
         and type(data["sha256"]) is str
         and len(data["sha256"]) == 64
-        and type(data["record"]) is dict
+        and (type(data["record"]) is dict or data["record"] is None)
         and type(data["schema_version"]) is int
     ):
         return RecordMessage.model_construct(**data)

@@ -12,6 +12,10 @@ sync_request     {"schema_version", "kind": "sync_request", "sync_id", "user_id"
 
 `version` is the dump version (YYYYMMDD). Control messages go to every queue of their type: the
 extractor publishes `extraction_complete` once per data type, with that type as routing key.
+
+An unchanged item has `"record": null`: the record is byte for byte the one of the previous dump,
+whose normalised form (hash `sha256`) the stores already hold; a consumer only records that it is
+still in this dump version (see docs/records.md).
 """
 
 from __future__ import annotations
@@ -39,7 +43,12 @@ class RecordMessage(_Message):
     id: int
     sha256: str = Field(min_length=64, max_length=64)
     version: str
-    record: dict[str, Any]
+    record: dict[str, Any] | None  # None: an unchanged item
+
+    @property
+    def unchanged(self) -> bool:
+        """An unchanged item: the stores should already hold this record with this sha256."""
+        return self.record is None
 
 
 class RecordItem(BaseModel):
@@ -49,7 +58,7 @@ class RecordItem(BaseModel):
 
     id: int
     sha256: str = Field(min_length=64, max_length=64)
-    record: dict[str, Any]
+    record: dict[str, Any] | None  # None: an unchanged item
 
 
 class RecordBatch(_Message):
@@ -84,7 +93,8 @@ def records_body_head(data_type: str, version: str, count: int) -> bytes:
 
 
 def record_item_bytes(record_id: int, sha256: str, record_json: bytes) -> bytes:
-    """One element of a `records` list around the already-serialised record."""
+    """One element of a `records` list around the already-serialised record (`b"null"` for an
+    unchanged item)."""
     return b"".join(
         (
             b'{"id":',
@@ -116,11 +126,12 @@ def records_count_hint(body: bytes) -> int:
 
 def single_record_body(message: Any) -> bytes:
     """A `record` body for one record of a batch (e.g. to dead-letter it alone). `message` is a
-    `RecordMessage` or any object with the same attributes whose `record` is a dict or raw JSON."""
+    `RecordMessage` or any object with the same attributes whose `record` is a dict, raw JSON or
+    None (an unchanged item: `"record":null`)."""
     if isinstance(message, RecordMessage):
         return message.to_bytes()
     record = message.record
-    raw = orjson.dumps(record) if isinstance(record, dict) else bytes(record)
+    raw = orjson.dumps(record) if isinstance(record, dict) or record is None else bytes(record)
     head = orjson.dumps(
         {"schema_version": SCHEMA_VERSION, "kind": "record", "type": message.type, "version": message.version}
     )

@@ -1,7 +1,8 @@
 """Record messages decoded with the record left as raw JSON (msgspec.Raw): the envelope is checked
 (the same rules as `common.messages.RecordMessage`) and the record is decoded only where a writer
 needs it. tableinator sends the bytes to its JSONB column as they are; graphinator decodes only
-the records its hash check says must be written (an unchanged record is never decoded)."""
+the records its hash check says must be written (an unchanged record is never decoded). An
+unchanged item (`"record": null`, common.messages) keeps `null` as its raw record: see `unchanged`."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ import msgspec
 
 from common.consumer import decode_message as consumer_decode
 from common.messages import RECORDS_BODY_PREFIX, PipelineMessage, RecordMessage
+
+_NULL: Final = msgspec.Raw(b"null")
 
 
 class RawRecord(msgspec.Struct, forbid_unknown_fields=True, frozen=True, gc=False):
@@ -23,7 +26,12 @@ class RawRecord(msgspec.Struct, forbid_unknown_fields=True, frozen=True, gc=Fals
     id: int
     sha256: Annotated[str, msgspec.Meta(min_length=64, max_length=64)]
     version: str
-    record: msgspec.Raw
+    record: msgspec.Raw  # `null` for an unchanged item
+
+    @property
+    def unchanged(self) -> bool:
+        """An unchanged item: the stores should already hold this record with this sha256."""
+        return self.record == _NULL
 
 
 class _RawItem(msgspec.Struct, forbid_unknown_fields=True, frozen=True, gc=False):
@@ -49,8 +57,10 @@ _ENVELOPE: Final = msgspec.json.Decoder(RawRecord)
 _BATCH: Final = msgspec.json.Decoder(_RawBatch)
 
 
-def _is_object(raw: msgspec.Raw) -> bool:
-    return bytes(memoryview(raw)[:1]) == b"{"
+def _is_record(raw: msgspec.Raw) -> bool:
+    """An object or null (an unchanged item). The JSON is valid, so `n` can only start `null`;
+    anything else (a string, number, list) goes to pydantic, which says why it is refused."""
+    return bytes(memoryview(raw)[:1]) in (b"{", b"n")
 
 
 def decode_message(body: bytes) -> RawRecord | list[RawRecord] | PipelineMessage | list[RecordMessage]:
@@ -64,7 +74,7 @@ def decode_message(body: bytes) -> RawRecord | list[RawRecord] | PipelineMessage
             return consumer_decode(body)
         if batch.count != len(batch.records) or not batch.records:
             return consumer_decode(body)
-        if not all(_is_object(item.record) for item in batch.records):
+        if not all(_is_record(item.record) for item in batch.records):
             return consumer_decode(body)
         return [
             RawRecord(batch.schema_version, "record", batch.type, i.id, i.sha256, batch.version, i.record)
@@ -74,6 +84,6 @@ def decode_message(body: bytes) -> RawRecord | list[RawRecord] | PipelineMessage
         message = _ENVELOPE.decode(body)
     except msgspec.DecodeError:
         return consumer_decode(body)
-    if not _is_object(message.record):
-        return consumer_decode(body)  # the record is not an object: pydantic says why
+    if not _is_record(message.record):
+        return consumer_decode(body)  # neither an object nor null: pydantic says why
     return message

@@ -47,6 +47,13 @@ extractor --reprocess`). A record the check found absent but another transaction
 flight, another replica) created meanwhile is not written twice: MERGE waits for that commit, the
 same hash counts as unchanged, another hash retries the batch (ConcurrentWriteError).
 A message from an older dump version than the stored one is ignored (`stale`).
+An unchanged item (`"record": null`, docs/records.md) has nothing to map: with the stored sha256
+and GRAPH_MODEL it is unchanged as above. Otherwise it cannot be written: a full node of the same
+sha256 but an older GRAPH_MODEL only gets `dump_version` bumped (`outdated`: rejecting them would
+flood the DLQ after every mapping change; write_batch logs a warning instead), a full node of
+another sha256 gets it bumped too (still in the dump: the sweep keeps it) and the item is rejected,
+and with no node or only a stub nothing is written and it is rejected. Only `python -m extractor
+--reprocess` (every record in full) repairs those.
 
 `remove_stale(driver, type, version)`: full nodes whose `dump_version` is older than `version`
 lose their owned relationships and properties; a node something else still points at (a release
@@ -68,7 +75,7 @@ from neo4j import AsyncDriver, AsyncManagedTransaction, unit_of_work
 from common.logging import get_logger
 from common.messages import RecordMessage
 from common.raw_messages import RawRecord
-from common.writes import WriteResult, latest_per_id
+from common.writes import WriteResult, latest_per_id, unchanged_item_refusal
 
 log = get_logger(__name__)
 
@@ -534,6 +541,8 @@ class Batch:
                 record = (
                     msg.record if isinstance(msg, RecordMessage) else orjson.loads(memoryview(msg.record))
                 )
+                if not isinstance(record, dict):  # an unchanged item: write_tx never maps one
+                    raise RecordShapeError("an unchanged item has no record to map")
                 props = mapper(rid, record, rows)
             except (RecordShapeError, TypeError, AttributeError, KeyError, orjson.JSONDecodeError) as exc:
                 self.bad[rid] = f"bad record shape: {exc}"
@@ -562,7 +571,8 @@ def select_batch(
 
 async def write_tx(tx: AsyncManagedTransaction, batch: Batch) -> WriteResult:
     """One batch (from `select_batch`) inside the caller's transaction: hash-check its ids, then
-    map and write what is new or changed (a record that cannot be mapped is rejected alone)."""
+    map and write what is new or changed (a record that cannot be mapped is rejected alone, so is
+    an unchanged item the graph does not hold in its version: see the module docstring)."""
     data_type = batch.data_type
     label = _label(data_type)
     result = WriteResult()
@@ -585,11 +595,22 @@ async def write_tx(tx: AsyncManagedTransaction, batch: Batch) -> WriteResult:
             if version > msg.version:
                 result.stale += 1
                 continue
-            if sha256 == msg.sha256 and model == GRAPH_MODEL:
-                result.unchanged += 1
+            current = sha256 == msg.sha256 and model == GRAPH_MODEL
+            if current or msg.unchanged:
+                # In this dump, so kept from the sweep; an unchanged item has no record to rewrite
+                # a node of another sha256 or graph model with.
                 if version < msg.version:
                     bumps.append([rid, msg.version])
+                if current:
+                    result.unchanged += 1
+                elif sha256 == msg.sha256:
+                    result.outdated += 1  # written by an older GRAPH_MODEL (see write_batch)
+                else:
+                    result.rejected.append((msg, unchanged_item_refusal("the graph", msg.sha256, sha256)))
                 continue
+        elif msg.unchanged:  # no node, or only a stub: nothing to keep
+            result.rejected.append((msg, unchanged_item_refusal("the graph", msg.sha256, None)))
+            continue
         write.append(rid)
     if bumps:
         await _run(
@@ -598,7 +619,7 @@ async def write_tx(tx: AsyncManagedTransaction, batch: Batch) -> WriteResult:
             rows=bumps,
         )
     batch.map(write)
-    result.rejected = [(batch.records[rid], batch.bad[rid]) for rid in write if rid in batch.bad]
+    result.rejected += [(batch.records[rid], batch.bad[rid]) for rid in write if rid in batch.bad]
     write = [rid for rid in write if rid in batch.mapped]
     if not write:
         return result
@@ -677,6 +698,14 @@ async def write_batch(
             result = result.merge(outcome)
     result.rejected = [*rejected, *result.rejected]
     result.retries = attempts - len(parts)
+    if result.outdated:
+        log.warning(
+            "unchanged_records_of_an_older_graph_model",
+            data_type=data_type,
+            count=result.outdated,
+            graph_model=GRAPH_MODEL,
+            advice="run the extractor with --reprocess to rewrite them",
+        )
     return result
 
 

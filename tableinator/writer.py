@@ -2,6 +2,9 @@
 
 Each batch is COPYed into a per-connection temporary staging table, then merged:
 1. rows whose stored sha256 equals the message's only get `dump_version` bumped (when newer);
+   so does a row of another sha256 whose message is an unchanged item (`"record": null`,
+   docs/records.md): still in the dump, kept from the sweep, but it has no record to replace the
+   row with and is rejected, as is an unchanged item with no row (both ask for `--reprocess`);
 2. `INSERT ... ON CONFLICT (id) DO UPDATE ... WHERE t.sha256 IS DISTINCT FROM excluded.sha256
    AND t.dump_version <= excluded.dump_version` writes new and changed rows and ignores a message
    from an older dump than the row's (so a late redelivery never rolls a row back).
@@ -32,7 +35,7 @@ from psycopg_pool import AsyncConnectionPool
 from common.logging import get_logger
 from common.messages import RecordMessage
 from common.raw_messages import RawRecord
-from common.writes import WriteResult, latest_per_id
+from common.writes import WriteResult, latest_per_id, unchanged_item_refusal
 
 log = get_logger(__name__)
 
@@ -105,6 +108,8 @@ def _row(table: _Table, msg: RecordMessage | RawRecord) -> tuple[Any, ...]:
             raise ValueError(str(exc)) from None
         values = [getattr(typed, key) for _, key, _ in table.columns]
         return (msg.id, msg.sha256, msg.version, *values, data)
+    if msg.record is None:  # an unchanged item: _upsert never builds a row for one
+        raise ValueError("an unchanged item has no record to store")
     # binary COPY: jsonb through the cursor's dumper (raw bytes as they are, a dict via orjson)
     return (msg.id, msg.sha256, msg.version, *_check(table, msg.record), msg.record)
 
@@ -173,6 +178,7 @@ async def _upsert(
     table (`direct`); otherwise through the staging table and the guarded merge."""
     result = WriteResult(rejected=list(rejected.rejected))
     sql = _statements(table)
+    store = f"table {table.name}"
     async with _connection(pool_or_conn) as conn, conn.transaction():
         await conn.execute(
             _q(sql.setup % {"lock": int(lock_timeout_ms)}) if lock_timeout_ms > 0 else sql.setup_nolock
@@ -181,31 +187,37 @@ async def _upsert(
             set_json_dumps(_jsonb_dumps, context=cur)
             await cur.execute(sql.existing, ([m.id for m in candidates],))
             stored: dict[int, tuple[str, str]] = {row[0]: (row[1], row[2]) for row in await cur.fetchall()}
-            bump: list[RecordMessage | RawRecord] = []
+            bump: list[tuple[int, str, str]] = []  # id, the sha256 read above, new dump version
             rows: list[tuple[Any, ...]] = []
             all_new = True
             for msg in candidates:
                 known = stored.get(msg.id)
                 if known is not None:
                     sha, version = known
-                    if sha == msg.sha256:
-                        result.unchanged += 1
-                        if version < msg.version:
-                            bump.append(msg)
-                        continue
-                    if version > msg.version:
+                    if sha != msg.sha256 and version > msg.version:
                         result.stale += 1
                         continue
+                    if sha == msg.sha256 or msg.unchanged:
+                        # In this dump, so kept from the sweep; an unchanged item has no record to
+                        # replace a row of another sha256 with.
+                        if version < msg.version:
+                            bump.append((msg.id, sha, msg.version))
+                        if sha == msg.sha256:
+                            result.unchanged += 1
+                        else:
+                            result.rejected.append((msg, unchanged_item_refusal(store, msg.sha256, sha)))
+                        continue
                     all_new = False
+                elif msg.unchanged:
+                    result.rejected.append((msg, unchanged_item_refusal(store, msg.sha256, None)))
+                    continue
                 try:
                     rows.append(_row(table, msg))
                 except (ValueError, TypeError) as exc:
                     result.rejected.append((msg, f"bad record shape: {exc}"))
             if bump:
-                await cur.execute(
-                    sql.bump,
-                    ([m.id for m in bump], [m.sha256 for m in bump], [m.version for m in bump]),
-                )
+                ids, shas, versions = zip(*bump, strict=True)
+                await cur.execute(sql.bump, (list(ids), list(shas), list(versions)))
             if rows and direct and all_new:
                 async with cur.copy(sql.copy_direct) as copy:
                     copy.set_types(sql.direct_types)

@@ -205,6 +205,70 @@ async def test_records_message_lands_and_its_poison_record_is_dead_lettered_alon
     assert await queue_depth(broker, f"{consumer_name}.releases") == 0  # everything acked
 
 
+@pytest.mark.parametrize("consumer_name", ["tableinator", "graphinator"])
+async def test_an_unchanged_item_the_store_lacks_is_dead_lettered_alone(
+    broker: Any, clean_postgres: Pool, clean_neo4j: AsyncDriver, consumer_name: str
+) -> None:
+    """A `records` message of unchanged items (`"record": null`, as the extractor builds them): the
+    ones the store holds get the new dump version, the one it lacks goes to the DLQ alone as a
+    `record` message with its null record and the reason; everything is acked."""
+    held = [message("releases", synthetic_release(i, tracks=1)) for i in range(1, 11)]
+    if consumer_name == "tableinator":
+        await write_batch(clean_postgres, "releases", held)
+    else:
+        await write_graph_batch(clean_neo4j, "releases", held)
+    missing = message("releases", synthetic_release(99, tracks=1), V2)
+    new = message("releases", synthetic_release(11, tracks=1), V2)
+    items = [record_item_bytes(m.id, m.sha256, b"null") for m in held[:5]]
+    items += [record_item_bytes(missing.id, missing.sha256, b"null")]
+    items += [record_item_bytes(m.id, m.sha256, b"null") for m in held[5:]]
+    items += [record_item_bytes(new.id, new.sha256, orjson.dumps(new.record, option=orjson.OPT_SORT_KEYS))]
+    await publish(broker, "releases", [records_body("releases", V2, items)])
+
+    connection = await new_connection()
+    if consumer_name == "tableinator":
+        consumer = await started(build_tableinator(clean_postgres, connection, pg_settings()))
+
+        async def versions() -> dict[int, str]:
+            async with clean_postgres.connection() as conn:
+                cur = await conn.execute("SELECT id, dump_version FROM releases")
+                return {r["id"]: r["dump_version"] for r in await cur.fetchall()}
+    else:
+        consumer = await started(build_graphinator(clean_neo4j, connection, neo_settings()))
+
+        async def versions() -> dict[int, str]:
+            records, _, _ = await clean_neo4j.execute_query(
+                "MATCH (r:Release) WHERE r.sha256 IS NOT NULL RETURN r.id AS id, r.dump_version AS v"
+            )
+            return {r["id"]: r["v"] for r in records}
+
+    dlq = f"{consumer_name}.releases.dlq"
+    try:
+        await eventually(lambda: _true(settled(consumer) >= 12), what="12 records settled")
+    finally:
+        await consumer.stop()
+        await connection.close()
+    stats = consumer.stats["releases"]
+    assert (stats.unchanged, stats.written, stats.dead_lettered) == (10, 1, 1)
+    assert await versions() == {i: V2 for i in range(1, 12)}  # 10 bumped, 11 new, no 99
+    [dead] = await drain(broker, dlq)
+    assert orjson.loads(dead.body) == {
+        "schema_version": 1,
+        "kind": "record",
+        "type": "releases",
+        "id": 99,
+        "sha256": missing.sha256,
+        "version": V2,
+        "record": None,
+    }
+    alone = parse_pipeline_message(dead.body)
+    assert isinstance(alone, RecordMessage) and alone.unchanged
+    reason = str((dead.headers or {})[DLQ_REASON_HEADER])
+    assert "does not hold the record" in reason and "--reprocess" in reason
+    assert await queue_depth(broker, f"{consumer_name}.releases") == 0  # everything acked
+    assert await queue_depth(broker, dlq) == 0
+
+
 async def test_transient_lock_timeout_is_retried_not_dead_lettered(broker: Any, clean_postgres: Pool) -> None:
     await write_batch(clean_postgres, "releases", [message("releases", RELEASE_1)])
     connection = await new_connection()
@@ -424,7 +488,7 @@ def settled(consumer: BatchConsumer) -> int:
     and under load one run then found that batch's 4 messages back in the queue after its ack
     (RabbitMQ 3.10, quorum queue): redelivery is harmless, but this test checks that all were acked."""
     stats = consumer.stats["releases"]
-    return stats.written + stats.unchanged + stats.stale + stats.dead_lettered
+    return stats.written + stats.unchanged + stats.stale + stats.outdated + stats.dead_lettered
 
 
 def replica_workload() -> list[bytes]:

@@ -144,9 +144,11 @@ async def test_samples_land_with_exact_counts_and_version_not_reprocessed(
         assert m.content_type == "application/json"
     for r in records:
         assert r.type == "releases" and r.version == "20200806"
+        assert r.record is not None  # the first version: every record in full
         assert r.id == r.record["id"]
         assert r.sha256 == record_sha256(r.record)
     first = next(r for r in records if r.id == 1)
+    assert first.record is not None
     assert first.record["title"] == "Stockholm" and first.record["master_id"] == 1660109
     # Control messages come after the data of their type.
     assert isinstance(decoded[-2], FileComplete) and decoded[-2].record_count == 1000

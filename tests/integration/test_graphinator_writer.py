@@ -9,7 +9,9 @@ from typing import Any
 
 import pytest
 from neo4j import AsyncDriver, AsyncManagedTransaction
+from structlog.testing import capture_logs
 
+from common.messages import RecordMessage
 from common.raw_messages import decode_message
 from common.writes import WriteResult
 from graphinator.writer import (
@@ -52,6 +54,11 @@ async def graph_snapshot(driver: AsyncDriver) -> tuple[list[Any], list[Any]]:
         "properties(r) AS p, labels(b)[0] AS b, coalesce(b.id, b.name) AS bid",
     )
     return sorted(nodes, key=_canonical), sorted(rels, key=_canonical)
+
+
+def unchanged(msg: RecordMessage) -> RecordMessage:
+    """The unchanged item the extractor sends for `msg`'s record (`"record": null`)."""
+    return msg.model_copy(update={"record": None})
 
 
 def _canonical(row: dict[str, Any]) -> str:
@@ -329,6 +336,96 @@ async def test_a_record_written_by_an_older_graph_model_is_rewritten_though_unch
     assert await graph_snapshot(driver) == fresh
     again = await write_batch(driver, "releases", batch)
     assert (again.written, again.unchanged) == (0, 2)
+
+
+@pytest.mark.parametrize("form", ["decoded", "raw JSON"])
+async def test_unchanged_items_bump_what_the_graph_holds_and_reject_what_it_does_not(
+    clean_neo4j: AsyncDriver, form: str
+) -> None:
+    """Unchanged items (no record) are never written: a node of that sha256 gets the new dump
+    version (so the sweep keeps it), also when an older GRAPH_MODEL wrote it (not rejected, or every
+    record would be dead-lettered after a mapping change: a warning asks for --reprocess); a node of
+    another sha256 is kept too but the item is rejected, as is one for a record the graph lacks."""
+    driver = clean_neo4j
+    r1, r2, r3, r4, r5 = (
+        message("releases", r) for r in (RELEASE_1, RELEASE_2, *map(synthetic_release, (3, 4, 5)))
+    )
+    await write_batch(driver, "releases", [r1, r2, r3, r4, r5])
+    # Release 4 as an older mapping left it (as in the graph-model test above); 98 a curator stub.
+    await q(
+        driver,
+        "MATCH (r:Release {id: 4}) SET r.graph_model = $old REMOVE r.formats",
+        old=GRAPH_MODEL - 1,
+    )
+    await q(driver, "CREATE (:Release {id: 98, title: 'From the API', stub: true})")
+    before = await graph_snapshot(driver)
+
+    r3_changed = message("releases", changed(synthetic_release(3), title="Retitled"), V2)
+    batch: list[Any] = [
+        unchanged(message("releases", RELEASE_1, V2)),  # the sha256 the graph holds
+        unchanged(message("releases", changed(RELEASE_2, title="Missed"), V2)),  # another sha256
+        unchanged(message("releases", changed(RELEASE_1, id=98), V2)),  # only a stub
+        unchanged(message("releases", changed(RELEASE_1, id=99), V2)),  # no node at all
+        r3_changed,
+        unchanged(message("releases", synthetic_release(4), V2)),  # an older GRAPH_MODEL wrote it
+    ]
+    if form == "raw JSON":
+        batch = [decode_message(m.to_bytes()) for m in batch]
+        assert all(type(m).__name__ == "RawRecord" for m in batch)
+    with capture_logs() as logs:
+        result = await write_batch(driver, "releases", batch)
+
+    assert (result.written, result.unchanged, result.outdated, result.stale) == (1, 1, 1, 0)
+    assert result.processed == 3
+    reasons = {m.id: why for m, why in result.rejected}
+    assert sorted(reasons) == [2, 98, 99]
+    assert all(m.unchanged for m, _ in result.rejected)
+    assert f"but the graph holds sha256 {r2.sha256[:12]}" in reasons[2]
+    assert "the graph does not hold the record" in reasons[98]
+    assert "the graph does not hold the record" in reasons[99]
+    assert all("run the extractor with --reprocess" in why for why in reasons.values())
+    [warning] = [e for e in logs if e["event"] == "unchanged_records_of_an_older_graph_model"]
+    assert warning["log_level"] == "warning" and warning["count"] == 1
+    assert "--reprocess" in warning["advice"]
+
+    versions = await q(driver, "MATCH (r:Release) RETURN r.id AS id, r.dump_version AS v ORDER BY id")
+    assert versions == [
+        {"id": 1, "v": V2},
+        {"id": 2, "v": V2},
+        {"id": 3, "v": V2},
+        {"id": 4, "v": V2},
+        {"id": 5, "v": V1},  # not in this batch
+        {"id": 98, "v": None},  # the stub is left as it was, no node 99 was created
+    ]
+    [r3_node] = await q(driver, "MATCH (r:Release {id: 3}) RETURN r.title AS t, r.sha256 AS sha")
+    assert r3_node == {"t": "Retitled", "sha": r3_changed.sha256}  # the changed record is rewritten
+    # Apart from dump_version (and release 3's new title and hash), nothing changed: release 4 in
+    # particular still lacks `formats` and keeps its old graph_model (not rewritten).
+    assert _without_versions(await graph_snapshot(driver), retitled=3) == _without_versions(
+        before, retitled=3
+    )
+
+    # An unchanged item older than the node is stale, not rejected, whatever its sha256.
+    for old in (RELEASE_2, changed(RELEASE_2, title="Old")):
+        late = await write_batch(driver, "releases", [unchanged(message("releases", old, V1))])
+        assert (late.stale, late.rejected) == (1, [])
+    assert await q(driver, "MATCH (r:Release {id: 2}) RETURN r.dump_version AS v") == [{"v": V2}]
+    # The sweep of V2 keeps every bumped node (the mismatched release 2 and the outdated 4 too).
+    assert await remove_stale(driver, "releases", V2) == 1
+    remaining = await q(driver, "MATCH (r:Release) RETURN r.id AS id, r.sha256 AS sha ORDER BY id")
+    assert [r["id"] for r in remaining] == [1, 2, 3, 4, 98]
+    assert remaining[1]["sha"] == r2.sha256
+
+
+def _without_versions(snapshot: tuple[list[Any], list[Any]], retitled: int) -> tuple[list[Any], list[Any]]:
+    """`snapshot` without the nodes' dump_version, nor the title and sha256 of release `retitled`."""
+    nodes = []
+    for node in snapshot[0]:
+        props = {k: v for k, v in node["p"].items() if k != "dump_version"}
+        if node["l"] == ["Release"] and props["id"] == retitled:
+            props = {k: v for k, v in props.items() if k not in ("title", "sha256")}
+        nodes.append({"l": node["l"], "p": props})
+    return sorted(nodes, key=_canonical), snapshot[1]
 
 
 async def test_older_version_is_ignored_and_unchanged_records_get_the_new_version(

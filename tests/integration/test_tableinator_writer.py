@@ -26,6 +26,7 @@ from tests.integration.consumer_support import (
     message,
     synthetic_release,
 )
+from tests.integration.test_graphinator_writer import unchanged
 
 pytestmark = pytest.mark.integration
 
@@ -117,6 +118,71 @@ async def test_changed_record_and_versions(clean_postgres: Pool) -> None:
     assert (await rows(pool, "SELECT title FROM releases WHERE id = 2"))[0][
         "title"
     ] == "Knockin' Boots Vol. 2"
+
+
+@pytest.mark.parametrize("form", ["decoded", "raw JSON"])
+async def test_unchanged_items_bump_the_rows_held_and_reject_the_others(
+    clean_postgres: Pool, form: str
+) -> None:
+    """Unchanged items (no record) never become rows: a row of that sha256 gets the new dump
+    version (so the sweep keeps it); a row of another sha256 is kept too but the item is rejected,
+    as is one for a record the table lacks."""
+    pool = clean_postgres
+    r1, r2, r3, r5 = (message("releases", r) for r in (RELEASE_1, RELEASE_2, *map(synthetic_release, (3, 5))))
+    await write_batch(pool, "releases", [r1, r2, r3, r5])
+    before = await rows(pool, "SELECT * FROM releases ORDER BY id")
+
+    r3_changed = message("releases", changed(synthetic_release(3), title="Retitled"), V2)
+    batch: list[Any] = [
+        unchanged(message("releases", RELEASE_1, V2)),  # the sha256 the table holds
+        unchanged(message("releases", changed(RELEASE_2, title="Missed"), V2)),  # another sha256
+        unchanged(message("releases", changed(RELEASE_1, id=99), V2)),  # no row
+        r3_changed,
+    ]
+    if form == "raw JSON":
+        batch = [decode_message(m.to_bytes()) for m in batch]
+        assert all(type(m).__name__ == "RawRecord" for m in batch)
+    result = await write_batch(pool, "releases", batch)
+
+    assert (result.written, result.unchanged, result.stale) == (1, 1, 0)
+    reasons = {m.id: why for m, why in result.rejected}
+    assert sorted(reasons) == [2, 99]
+    assert f"but table releases holds sha256 {r2.sha256[:12]}" in reasons[2]
+    assert "table releases does not hold the record" in reasons[99]
+    assert all("run the extractor with --reprocess" in why for why in reasons.values())
+    after = await rows(pool, "SELECT * FROM releases ORDER BY id")
+    assert [(r["id"], r["dump_version"]) for r in after] == [(1, V2), (2, V2), (3, V2), (5, V1)]
+    assert (after[2]["title"], after[2]["sha256"]) == ("Retitled", r3_changed.sha256)
+    # Apart from dump_version (and the rewritten row 3), nothing changed: no row for 99, rows 1 and
+    # 2 keep their record and hash (updated_at too: a bump is no rewrite).
+    assert [_without_version(r) for r in after if r["id"] != 3] == [
+        _without_version(r) for r in before if r["id"] != 3
+    ]
+
+    # A first load (no row exists): the new record lands, the unchanged item alone is rejected.
+    new = message("releases", synthetic_release(7), V2)
+    first = await write_batch(
+        pool, "releases", [new, unchanged(message("releases", synthetic_release(8), V2))]
+    )
+    assert (first.written, [m.id for m, _ in first.rejected]) == (1, [8])
+    # An unchanged item older than the row is stale, not rejected, whatever its sha256.
+    late = await write_batch(
+        pool, "releases", [unchanged(message("releases", changed(RELEASE_2, title="Old"), V1))]
+    )
+    assert (late.stale, late.rejected) == (1, [])
+    assert (await rows(pool, "SELECT dump_version FROM releases WHERE id = 2")) == [{"dump_version": V2}]
+    # The sweep of V2 keeps every bumped row (the mismatched row 2 too).
+    assert await remove_stale(pool, "releases", V2) == 1
+    assert await rows(pool, "SELECT id, sha256 FROM releases ORDER BY id") == [
+        {"id": 1, "sha256": r1.sha256},
+        {"id": 2, "sha256": r2.sha256},
+        {"id": 3, "sha256": r3_changed.sha256},
+        {"id": 7, "sha256": new.sha256},
+    ]
+
+
+def _without_version(row: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in row.items() if k != "dump_version"}
 
 
 async def test_remove_stale_deletes_rows_absent_from_the_newer_dump(clean_postgres: Pool) -> None:
