@@ -37,6 +37,7 @@ from typing import Any, Final
 
 from lxml import etree
 
+from extractor.baseline import Baseline, raw_hash
 from extractor.normalize import NORMALIZERS, RECORD_TAGS, MalformedRecordError, raw_record_id, record_json
 from extractor.parser import DumpCorruptError, ParsedRecord, describe_error, iter_records, open_dump
 
@@ -47,8 +48,12 @@ _RAW_CAP: Final = 64 * 1024
 _PROLOG_SCAN: Final = 64 * 1024
 _ROOT_OPEN: Final = re.compile(rb"<([A-Za-z_][\w.-]*)(\s[^>]*)?>")
 
-# (id, sha256, json, error, raw XML, raw id) per record element of a chunk, in order.
-ChunkRecord = tuple[int | None, str | None, bytes | None, str | None, bytes | None, str | None]
+# (id, sha256, json, error, raw XML, raw id, raw hash) per record element of a chunk, in order.
+# An unchanged record (see parse_chunk) has no json and no error.
+ChunkRecord = tuple[int | None, str | None, bytes | None, str | None, bytes | None, str | None, bytes | None]
+_ID_IN_START_TAG: Final = re.compile(rb'\sid="(\d{1,18})"')  # <release id="1" ...>, <master id="1">
+_ID_CHILD: Final = re.compile(rb"<id>(\d{1,18})</id>")  # <artist><id>1</id>: its first id element
+_AFTER_TAG: Final = frozenset(b" >\t\n\r")  # what may follow `<release` in a start tag
 
 
 def _die_with_parent() -> None:
@@ -69,29 +74,98 @@ def _xml_parser() -> Any:
 
 
 def parse_chunk(
-    data_type: str, root_open: bytes, root_close: bytes, chunk: bytes
+    data_type: str, root_open: bytes, root_close: bytes, chunk: bytes, baseline: str | None = None
 ) -> tuple[list[ChunkRecord], str | None]:
     """Parse one chunk of whole records (pool worker). Returns the records and, when the chunk is
-    not well formed, the parser's message (the records list is then empty)."""
+    not well formed, the parser's message (the records list is then empty).
+
+    With a `baseline` (the previous version's index, extractor.baseline) a record whose raw XML
+    is unchanged is neither parsed nor normalised: it comes back with the old sha256 and no JSON.
+    """
+    spans = split_records(data_type, chunk)
+    view = memoryview(chunk)
+    hashes = None if spans is None else [raw_hash(view[begin:stop]) for _, begin, stop in spans]
+    known = _open_baseline(baseline, data_type) if baseline is not None and spans is not None else None
+    if spans is None or hashes is None or known is None:
+        return _parse(data_type, root_open, root_close, chunk, hashes)
+    out: list[ChunkRecord | None] = []
+    changed: list[memoryview] = []
+    changed_hashes: list[bytes] = []
+    for (rid, begin, stop), digest in zip(spans, hashes, strict=True):
+        entry = known.lookup(rid) if rid is not None else None
+        if entry is not None and entry[0] == digest:
+            out.append((rid, entry[1], None, None, None, None, digest))
+        else:
+            out.append(None)
+            changed.append(view[begin:stop])
+            changed_hashes.append(digest)
+    if changed:
+        end_tag = b"</" + RECORD_TAGS[data_type].encode() + b">"
+        subset = end_tag.join(changed) + end_tag
+        parsed, error = _parse(data_type, root_open, root_close, subset, changed_hashes)
+        if error is not None or len(parsed) != len(changed):
+            return _parse(data_type, root_open, root_close, chunk, None)  # the whole chunk decides
+        rest = iter(parsed)
+        return [rec if rec is not None else next(rest) for rec in out], None
+    return [rec for rec in out if rec is not None], None
+
+
+def _parse(
+    data_type: str, root_open: bytes, root_close: bytes, chunk: bytes, hashes: list[bytes] | None
+) -> tuple[list[ChunkRecord], str | None]:
+    """Parse and normalise every record of a chunk; `hashes` are their raw hashes, in order (not
+    used when the XML holds a different number of records than the textual split found)."""
     try:
         root = etree.fromstring(root_open + chunk + root_close, _xml_parser())
     except etree.XMLSyntaxError as exc:
         return [], describe_error(exc)
     normalize = NORMALIZERS[data_type]
     tag = RECORD_TAGS[data_type]
+    elements = [elem for elem in root if elem.tag == tag]
+    if hashes is None or len(hashes) != len(elements):
+        hashes = [b""] * len(elements)
     out: list[ChunkRecord] = []
-    for elem in root:
-        if elem.tag != tag:
-            continue
+    for elem, digest in zip(elements, hashes, strict=True):
         try:
             record = normalize(elem)
         except MalformedRecordError as exc:
             raw = etree.tostring(elem, encoding="utf-8", with_tail=False)[:_RAW_CAP]
-            out.append((None, None, None, str(exc), raw, repr(raw_record_id(elem))))
+            out.append((None, None, None, str(exc), raw, repr(raw_record_id(elem)), None))
             continue
         data = record_json(record)
-        out.append((record["id"], hashlib.sha256(data).hexdigest(), data, None, None, None))
+        out.append((record["id"], hashlib.sha256(data).hexdigest(), data, None, None, None, digest or None))
     return out, None
+
+
+def split_records(data_type: str, chunk: bytes) -> list[tuple[int | None, int, int]] | None:
+    """Where each record of a chunk is, for the raw hash: (its id as the raw XML spells it, or
+    None; the offsets of its start tag and of its end tag). None when a textual split is not safe:
+    CDATA, a comment or a processing instruction anywhere, or anything but whitespace between
+    records. Offsets, not slices: copying every record would cost more than hashing it."""
+    if b"<!" in chunk or b"<?" in chunk:
+        return None
+    tag = RECORD_TAGS[data_type].encode()
+    start = b"<" + tag
+    end_tag = b"</" + tag + b">"
+    in_start_tag = data_type in ("masters", "releases")
+    find_id = _ID_IN_START_TAG if in_start_tag else _ID_CHILD
+    out: list[tuple[int | None, int, int]] = []
+    pos = 0
+    while (stop := chunk.find(end_tag, pos)) >= 0:
+        begin = chunk.find(start, pos, stop)
+        after = begin + len(start)
+        if begin < 0 or chunk[after] not in _AFTER_TAG or (begin > pos and chunk[pos:begin].strip()):
+            return None
+        match = find_id.search(chunk, begin, chunk.find(b">", after) + 1 if in_start_tag else stop)
+        out.append((int(match.group(1)) if match else None, begin, stop))
+        pos = stop + len(end_tag)
+    return out if not chunk[pos:].strip() else None
+
+
+@functools.cache
+def _open_baseline(directory: str, data_type: str) -> Baseline:
+    """One mapping of the baseline index per pool process."""
+    return Baseline(Path(directory), data_type)
 
 
 def _prolog(head: bytes) -> tuple[int, bytes, bytes] | None:
@@ -152,14 +226,14 @@ def _safe_cut(buf: bytes | bytearray, end_tag: bytes, limit: int) -> int:
 
 
 def iter_records_parallel(
-    path: Path, data_type: str, *, skip: int = 0, workers: int = 0
+    path: Path, data_type: str, *, skip: int = 0, workers: int = 0, baseline: Path | None = None
 ) -> Iterator[ParsedRecord]:
     """`iter_records` on `workers` processes (0 = one per core); falls back to the serial parser
-    for labels, a single worker, or a prolog it does not handle."""
+    for labels, a single worker, or a prolog it does not handle. `baseline`: as for iter_records."""
     path = Path(path)
     workers = workers or os.cpu_count() or 1
     if data_type not in SPLITTABLE or workers < 2:
-        yield from iter_records(path, data_type, skip=skip)
+        yield from iter_records(path, data_type, skip=skip, baseline=baseline)
         return
     stream, counter = open_dump(path)
     try:
@@ -170,10 +244,13 @@ def iter_records_parallel(
         prolog = _prolog(head)
         if prolog is None:
             stream.close()
-            yield from iter_records(path, data_type, skip=skip)
+            yield from iter_records(path, data_type, skip=skip, baseline=baseline)
             return
         start, root_open, root_close = prolog
-        yield from _run(path, data_type, skip, workers, stream, counter, head[start:], root_open, root_close)
+        known = str(baseline) if baseline is not None else None
+        yield from _run(
+            path, data_type, skip, workers, stream, counter, head[start:], root_open, root_close, known
+        )
     finally:
         stream.close()
         counter.close()
@@ -216,6 +293,7 @@ def _run(
     rest: bytes,
     root_open: bytes,
     root_close: bytes,
+    known: str | None,
 ) -> Iterator[ParsedRecord]:
     tag = RECORD_TAGS[data_type].encode()
     end_tag = b"</" + tag + b">"
@@ -234,13 +312,15 @@ def _run(
                 records, error = job.get()
                 if error is not None:
                     raise DumpCorruptError(path, error, ordinal[0])
-                for rec_id, sha, data, problem, raw, raw_id in records:
+                for rec_id, sha, data, problem, raw, raw_id, digest in records:
                     ordinal[0] += 1
                     n = ordinal[0]
                     if n <= skip:
                         continue
                     if problem is None:
-                        yield ParsedRecord(n, offset, rec_id, None, sha, json=data)
+                        yield ParsedRecord(
+                            n, offset, rec_id, None, sha, json=data, raw_hash=digest, unchanged=data is None
+                        )
                     else:
                         error = f"{problem} (record #{n}, raw id {raw_id})"
                         yield ParsedRecord(n, offset, None, None, None, error=error, raw=raw)
@@ -254,7 +334,8 @@ def _run(
             except DumpCorruptError as exc:  # the stream broke: the whole chunks before it count
                 yield from results(0)
                 raise DumpCorruptError(path, exc.reason, ordinal[0]) from exc.__cause__
-            pending.append((pool.apply_async(parse_chunk, (data_type, root_open, root_close, chunk)), offset))
+            job = pool.apply_async(parse_chunk, (data_type, root_open, root_close, chunk, known))
+            pending.append((job, offset))
             # A chunk that is not well formed raises here: nothing after it is yielded.
             yield from results(2 * workers)
         yield from results(0)

@@ -26,6 +26,10 @@ _INT64_MAX: Final = 2**63 - 1
 Record = dict[str, Any]
 Element = etree._Element
 
+# Raise on any change of what a given element normalises to: the record index of earlier versions
+# (extractor.baseline) is then not used, as its sha256s describe the older form.
+NORMALIZER_VERSION: Final = 1
+
 
 class MalformedRecordError(ValueError):
     """The element cannot become a record (no usable id); dead-letter it with this reason."""

@@ -22,6 +22,7 @@ from typing import Any, BinaryIO, cast
 
 from lxml import etree
 
+from extractor.baseline import Baseline, raw_hash
 from extractor.normalize import (
     NORMALIZERS,
     RECORD_TAGS,
@@ -64,6 +65,10 @@ class ParsedRecord:
     error: str | None = None
     json: bytes | None = None  # the canonical bytes the hash covers (sorted keys)
     raw: bytes | None = None  # the element's XML (malformed records only, capped), for the DLQ
+    raw_hash: bytes | None = None  # hash of the record's raw XML (extractor.baseline), when known
+    # Byte-identical to the baseline's record: not normalised (no record/json), `sha256` is the
+    # one published then.
+    unchanged: bool = False
 
 
 class _CountingReader:
@@ -100,13 +105,18 @@ def open_dump(path: Path) -> tuple[Any, _CountingReader]:
     return stream, counter
 
 
-def iter_records(path: Path, data_type: str, *, skip: int = 0) -> Iterator[ParsedRecord]:
-    """Yield the records of `path` (a `<data_type>` dump) after the first `skip` ones."""
+def iter_records(
+    path: Path, data_type: str, *, skip: int = 0, baseline: Path | None = None
+) -> Iterator[ParsedRecord]:
+    """Yield the records of `path` (a `<data_type>` dump) after the first `skip` ones. With a
+    `baseline` (the previous version's index directory, extractor.baseline), a record whose raw
+    XML is unchanged comes back `unchanged`, without being normalised."""
     if data_type not in NORMALIZERS:
         raise ValueError(f"unknown data type {data_type!r}")
     path = Path(path)
     normalize = NORMALIZERS[data_type]
     tag = RECORD_TAGS[data_type]
+    known = Baseline(baseline, data_type) if baseline is not None else None
     stream, counter = open_dump(path)
     ordinal = 0
     try:
@@ -127,7 +137,7 @@ def iter_records(path: Path, data_type: str, *, skip: int = 0) -> Iterator[Parse
                     continue  # a nested <label> in <sublabels>: part of its parent record
                 ordinal += 1
                 if ordinal > skip:
-                    yield _build(elem, ordinal, counter.count, normalize)
+                    yield _build(elem, ordinal, counter.count, normalize, known)
                 elem.clear(keep_tail=False)
                 # Drop the records already handled so the tree never grows.
                 while elem.getprevious() is not None:
@@ -149,7 +159,15 @@ def describe_error(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
-def _build(elem: Any, ordinal: int, offset: int, normalize: Any) -> ParsedRecord:
+def _build(elem: Any, ordinal: int, offset: int, normalize: Any, known: Baseline | None) -> ParsedRecord:
+    # The serialised element stands in for the raw bytes, which iterparse does not keep.
+    digest = raw_hash(etree.tostring(elem, encoding="utf-8", with_tail=False))
+    if known is not None:
+        spelled = (raw_record_id(elem) or "").strip()
+        record_id = int(spelled) if spelled.isascii() and spelled.isdigit() and len(spelled) < 19 else None
+        entry = known.lookup(record_id) if record_id is not None else None
+        if entry is not None and entry[0] == digest:
+            return ParsedRecord(ordinal, offset, record_id, None, entry[1], raw_hash=digest, unchanged=True)
     try:
         record = normalize(elem)
     except MalformedRecordError as exc:
@@ -171,4 +189,5 @@ def _build(elem: Any, ordinal: int, offset: int, normalize: Any) -> ParsedRecord
         record=record,
         sha256=hashlib.sha256(data).hexdigest(),
         json=data,
+        raw_hash=digest,
     )

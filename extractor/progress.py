@@ -30,6 +30,7 @@ class FileProgress:
     records_per_s: float = 0.0
     error: str | None = None
     malformed: int = 0
+    unchanged: int = 0  # of `records`: published as unchanged items (same raw XML as the baseline)
     _window_start: float = field(default_factory=time.monotonic)
     _window_records: int = 0
 
@@ -42,6 +43,7 @@ class FileProgress:
             "records_per_s": round(self.records_per_s, 1),
             "error": self.error,
             "malformed": self.malformed,
+            "unchanged": self.unchanged,
         }
 
     def update_rate(self) -> None:
@@ -65,6 +67,12 @@ class ExtractorMetrics:
         self.bytes_read = Counter(
             "extractor_bytes_read_total",
             "Dump bytes (compressed) read by the parser",
+            ["type"],
+            registry=registry,
+        )
+        self.unchanged = Counter(
+            "extractor_records_unchanged_total",
+            "Records published as unchanged items (raw XML as in the previous version)",
             ["type"],
             registry=registry,
         )
@@ -93,7 +101,7 @@ class ExtractorMetrics:
             "extractor_downloaded_bytes_total", "Bytes downloaded from the dump host", registry=registry
         )
         for data_type in DATA_TYPES:
-            for metric in (self.records, self.bytes_read, self.malformed, self.files_failed):
+            for metric in (self.records, self.unchanged, self.bytes_read, self.malformed, self.files_failed):
                 metric.labels(type=data_type)
             self.progress.labels(type=data_type).set(0)
 
@@ -156,11 +164,16 @@ class ProgressReporter:
             )
             self._bar_type = data_type
 
-    def advance(self, data_type: str, records: int, malformed: int, bytes_read: int) -> None:
+    def advance(
+        self, data_type: str, records: int, malformed: int, bytes_read: int, unchanged: int = 0
+    ) -> None:
         progress = self.files[data_type]
         new_bytes = max(0, bytes_read - progress.bytes_read)
         progress.records += records
         progress.malformed += malformed
+        progress.unchanged += unchanged
+        if unchanged:
+            self.metrics.unchanged.labels(type=data_type).inc(unchanged)
         progress.bytes_read = max(progress.bytes_read, bytes_read)
         self.metrics.records.labels(type=data_type).inc(records)
         if malformed:
@@ -191,6 +204,7 @@ class ProgressReporter:
                     bytes_read=progress.bytes_read,
                     bytes_total=progress.bytes_total,
                     malformed=progress.malformed,
+                    unchanged=progress.unchanged,
                 )
 
     def _close_bar(self) -> None:

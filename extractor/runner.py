@@ -23,6 +23,7 @@ from typing import Any, Final
 from common.amqp import DATA_TYPES
 from common.logging import get_logger
 from common.messages import ExtractionComplete, FileComplete
+from extractor.baseline import find_baseline, index_dir, prune_indexes
 from extractor.fast_publisher import FastPublisher
 from extractor.progress import ProgressReporter
 from extractor.publisher import PublishError, RecordPublisher
@@ -32,7 +33,8 @@ from extractor.worker import parse_worker
 log = get_logger(__name__)
 
 _QUEUE_BATCHES: Final = 8
-_Pending = list[tuple[int, int]]  # (last ordinal, records) published but not yet checkpointed
+# (last ordinal, records, unchanged records) published but not yet checkpointed
+_Pending = list[tuple[int, int, int]]
 
 
 class FileFailedError(Exception):
@@ -119,6 +121,8 @@ class VersionRunner:
             self.state.extraction_complete_sent = True
             self.save()
             log.info("extraction_complete", version=self.version, record_counts=counts)
+            # The stores now hold this version: older record indexes can never be a baseline again.
+            prune_indexes(self.store.data_dir, self.version)
             return True
         finally:
             self._executor.shutdown(wait=False, cancel_futures=True)
@@ -132,9 +136,24 @@ class VersionRunner:
         fstate.bytes_total = _file_size(path)
         self.save()
         skip = fstate.confirmed
+        data_dir = self.store.data_dir
+        baseline = None if self.state.full else find_baseline(data_dir, self.version, data_type)
         self.reporter.set_phase(data_type, "parsing")
         self.reporter.start_file(data_type, fstate.bytes_total, fstate.records)
-        log.info("file_started", type=data_type, version=self.version, file=path.name, resume_after=skip)
+        log.info(
+            "file_started",
+            type=data_type,
+            version=self.version,
+            file=path.name,
+            resume_after=skip,
+            # Records unchanged since this version are published as unchanged items; none: all in full.
+            baseline=baseline.name if baseline is not None else None,
+        )
+        options = {
+            **self.worker_options,
+            "baseline": str(baseline) if baseline is not None else None,
+            "index_dir": str(index_dir(data_dir, self.version)),
+        }
 
         self.publisher.reset_ordinals(skip)
         ctx = multiprocessing.get_context("spawn")
@@ -149,15 +168,15 @@ class VersionRunner:
                 out,
                 self.batch_size,
                 os.getpid(),
-                self.worker_options,
+                options,
             ),
             name=f"parse-{data_type}",
             daemon=False,  # it runs a pool of parse processes; it dies with us (PR_SET_PDEATHSIG)
         )
         proc.start()
-        # (last ordinal, records) of malformed records / messages not yet covered by a checkpoint.
-        pending_malformed: list[tuple[int, int]] = []
-        pending_valid: list[tuple[int, int]] = []
+        # Malformed records / messages not yet covered by a checkpoint.
+        pending_malformed: _Pending = []
+        pending_valid: _Pending = []
         loop = asyncio.get_running_loop()
         last_checkpoint = time.monotonic()
         window = self.window_records
@@ -169,7 +188,8 @@ class VersionRunner:
                 if kind == "batch":
                     valid = 0
                     bad = 0
-                    for ordinal, _offset, count, body, error in msg[1]:
+                    unchanged = 0
+                    for ordinal, _offset, count, body, error, same in msg[1]:
                         if ordinal - fstate.confirmed > window:
                             # Keep what a crash could re-publish within one window.
                             await self._make_room(
@@ -177,8 +197,9 @@ class VersionRunner:
                             )
                         if error is None:
                             await self.publisher.publish(body, data_type, ordinal)
-                            pending_valid.append((ordinal, count))
+                            pending_valid.append((ordinal, count, same))
                             valid += count
+                            unchanged += same
                         else:
                             log.warning(
                                 "malformed_record",
@@ -188,9 +209,9 @@ class VersionRunner:
                                 error=error,
                             )
                             await self.publisher.publish_dead_letter(body, data_type, error, ordinal)
-                            pending_malformed.append((ordinal, 1))
+                            pending_malformed.append((ordinal, 1, 0))
                             bad += 1
-                    self.reporter.advance(data_type, valid, bad, msg[1][-1][1] if msg[1] else 0)
+                    self.reporter.advance(data_type, valid, bad, msg[1][-1][1] if msg[1] else 0, unchanged)
                     now = time.monotonic()
                     if now - last_checkpoint >= self.checkpoint_interval_s:
                         last_checkpoint = now
@@ -255,10 +276,11 @@ class VersionRunner:
         fstate = self.state.file(data_type)
         if confirmed <= fstate.confirmed:
             return
-        valid = _take_upto(pending_valid, confirmed)
-        bad = _take_upto(pending_malformed, confirmed)
+        valid, unchanged = _take_upto(pending_valid, confirmed)
+        bad, _ = _take_upto(pending_malformed, confirmed)
         fstate.confirmed = confirmed
         fstate.records += valid
+        fstate.unchanged += unchanged
         fstate.malformed += bad
         self.save()
 
@@ -267,15 +289,18 @@ def _file_size(path: Path) -> int:
     return path.stat().st_size
 
 
-def _take_upto(pending: list[tuple[int, int]], limit: int) -> int:
-    """Remove the (ascending) entries whose last ordinal is <= limit; return their records."""
+def _take_upto(pending: _Pending, limit: int) -> tuple[int, int]:
+    """Remove the (ascending) entries whose last ordinal is <= limit; return their records and
+    unchanged records."""
     n = 0
     records = 0
+    unchanged = 0
     while n < len(pending) and pending[n][0] <= limit:
         records += pending[n][1]
+        unchanged += pending[n][2]
         n += 1
     del pending[:n]
-    return records
+    return records, unchanged
 
 
 def _get(out: Any, proc: Any) -> Any:

@@ -40,6 +40,7 @@ class FileState:
     confirmed: int = 0  # last ordinal the broker confirmed (records + dead letters)
     malformed: int = 0  # malformed records at or before `confirmed`
     records: int = 0  # valid records published and confirmed (at or before `confirmed`)
+    unchanged: int = 0  # of `records`: unchanged items (raw XML as in the baseline version)
     bytes_total: int | None = None
     sha256: str | None = None  # verified against CHECKSUM.txt (download mode)
     started_at: str | None = None
@@ -53,6 +54,8 @@ class VersionState:
     source: str | None = None
     files: dict[str, FileState] = field(default_factory=dict)
     extraction_complete_sent: bool = False
+    # Publish every record in full, ignoring the previous version's index (`--reprocess`).
+    full: bool = False
     created_at: str = field(default_factory=_now)
     updated_at: str = field(default_factory=_now)
 
@@ -61,8 +64,8 @@ class VersionState:
         return self.extraction_complete_sent
 
     def restarted(self) -> VersionState:
-        """This version to be extracted again from its first record: verified downloads are
-        kept (phase `downloaded`), every count and completion is reset."""
+        """This version to be extracted again from its first record, every record in full:
+        verified downloads are kept (phase `downloaded`), every count and completion is reset."""
         files = {
             data_type: FileState(
                 file=f.file,
@@ -72,7 +75,7 @@ class VersionState:
             )
             for data_type, f in self.files.items()
         }
-        return VersionState(version=self.version, source=self.source, files=files)
+        return VersionState(version=self.version, source=self.source, files=files, full=True)
 
     def file(self, data_type: str) -> FileState:
         if data_type not in self.files:
@@ -99,6 +102,7 @@ class VersionState:
             source=raw.get("source"),
             files=files,
             extraction_complete_sent=bool(raw.get("extraction_complete_sent", False)),
+            full=bool(raw.get("full", False)),
             created_at=str(raw.get("created_at") or _now()),
             updated_at=str(raw.get("updated_at") or _now()),
         )

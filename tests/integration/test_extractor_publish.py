@@ -177,6 +177,73 @@ async def test_samples_land_with_exact_counts_and_version_not_reprocessed(
     }
 
 
+def next_version(source: Path, dest: Path) -> dict[str, int]:
+    """The samples as the next version (20200807): release 1 has a new title, the last release is
+    gone, one new release is added; everything else is byte-identical. Returns the ids involved."""
+    dest.mkdir()
+    for t in DATA_TYPES:
+        data = gzip.decompress((source / f"discogs_20200806_{t}.xml.gz").read_bytes())
+        if t == "releases":
+            assert data.count(b"<title>Stockholm</title>") == 1
+            data = data.replace(b"<title>Stockholm</title>", b"<title>Stockholm (Remastered)</title>")
+            last = data.rindex(b"<release ")
+            gone = int(data[last:].split(b'"')[1])
+            added = b'<release id="99999999" status="Accepted"><title>New</title></release>'
+            data = data[:last] + added + b"</releases>\n"
+        (dest / f"discogs_20200807_{t}.xml.gz").write_bytes(gzip.compress(data))
+    return {"changed": 1, "gone": gone, "added": 99999999}
+
+
+async def test_a_new_version_publishes_unchanged_records_as_unchanged_items(
+    channel: Any, tmp_path: Path
+) -> None:
+    """Weakness 23: a record whose raw XML is the same as in the previous completed version is not
+    normalised again; it travels as `"record": null` with the sha256 published then."""
+    src = sample_source(tmp_path)
+    s = settings(tmp_path)
+    assert await ExtractorService(s, source_dir=src, once=True).run() == 0
+    before = {
+        (t, r.id): r.sha256
+        for t in DATA_TYPES
+        for r in unpack(await drain(channel, f"graphinator.{t}"))
+        if isinstance(r, RecordMessage)
+    }
+    await counts(channel)
+    ids = next_version(src, tmp_path / "next")
+    service = ExtractorService(s, source_dir=tmp_path / "next", once=True)
+    assert await service.run() == 0
+    queues = {name: await drain(channel, name) for name in ALL_QUEUES}
+    assert not any(queues[f"{c}.{t}.dlq"] for c in CONSUMERS for t in DATA_TYPES)
+    for t in DATA_TYPES:
+        records = [r for r in unpack(queues[f"tableinator.{t}"]) if isinstance(r, RecordMessage)]
+        assert [r for r in unpack(queues[f"graphinator.{t}"]) if isinstance(r, RecordMessage)] == records
+        full = {r.id: r for r in records if r.record is not None}
+        unchanged = [r for r in records if r.record is None]
+        for r in unchanged:  # the hash the stores hold since the previous version
+            assert r.sha256 == before[(t, r.id)] and r.version == "20200807"
+        if t != "releases":
+            assert not full and len(unchanged) == 1000
+            continue
+        assert sorted(full) == [ids["changed"], ids["added"]]
+        assert full[1].record is not None and full[1].record["title"] == "Stockholm (Remastered)"
+        assert full[1].sha256 == record_sha256(full[1].record) != before[("releases", 1)]
+        assert len(unchanged) == 998 and ids["gone"] not in {r.id for r in unchanged}
+    state = StateStore(s.data_dir, "20200807").load()
+    assert {t: (f.records, f.unchanged) for t, f in state.files.items()} == {
+        "artists": (1000, 1000), "labels": (1000, 1000), "masters": (1000, 1000), "releases": (1000, 998)
+    }  # fmt: skip
+    metrics = service.reporter.status()["files"]["releases"]
+    assert (metrics["records"], metrics["unchanged"]) == (1000, 998)
+    # The older version's index is pruned: only the newest completed one can be a baseline.
+    assert sorted(p.name for p in (s.data_dir / "index").iterdir()) == ["20200807"]
+
+    # `--reprocess` publishes every record in full again.
+    assert await ExtractorService(s, source_dir=tmp_path / "next", once=True, reprocess=True).run() == 0
+    again = [r for r in unpack(await drain(channel, "tableinator.releases")) if isinstance(r, RecordMessage)]
+    assert len(again) == 1000 and all(r.record is not None for r in again)
+    await counts(channel)
+
+
 MASTERS_WITH_BAD = """<masters>
 <master id="10"><title>One</title><year>2001</year></master>
 <master><title>No id here</title></master>

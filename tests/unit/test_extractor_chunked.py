@@ -152,10 +152,10 @@ def test_message_builder_limits() -> None:
     for i in range(1, 8):
         out += builder.add(i, i * 10, b'{"id":%d}' % i)
     out += builder.flush()
-    assert [(last, count) for last, _, count, _, _ in out] == [(3, 3), (6, 3), (7, 1)]
+    assert [(last, count) for last, _, count, _, _, _ in out] == [(3, 3), (6, 3), (7, 1)]
     big = MessageBuilder("releases", "20261101", max_records=100, max_bytes=1000)
     done = big.add(1, 0, b"x" * 10) + big.add(2, 0, b"y" * 5000) + big.add(3, 0, b"z" * 10)
-    assert [(last, count) for last, _, count, _, _ in done] == [(1, 1), (2, 1)]  # the big one alone
+    assert [(last, count) for last, _, count, _, _, _ in done] == [(1, 1), (2, 1)]  # the big one alone
 
 
 def test_produce_groups_records_and_dead_letters_in_order(tmp_path: Path) -> None:
@@ -165,7 +165,7 @@ def test_produce_groups_records_and_dead_letters_in_order(tmp_path: Path) -> Non
     produce(path, "releases", "20261101", 0, 100, items.append, message_records=10, parse_workers=2)
     batches = [i for i in items if i[0] == "batch"]
     messages = [m for _, batch in batches for m in batch]
-    assert [(last, count, error is None) for last, _, count, _, error in messages] == [
+    assert [(last, count, error is None) for last, _, count, _, error, _ in messages] == [
         (2, 2, True),
         (3, 1, False),
         (4, 1, True),

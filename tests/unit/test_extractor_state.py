@@ -70,6 +70,9 @@ def test_a_restarted_version_keeps_its_verified_downloads_and_nothing_else(tmp_p
 
     restarted = store.load().restarted()
     assert not restarted.completed and restarted.version == "20261001"
+    assert restarted.full  # every record in full, not only what changed since the previous version
+    store.save(restarted)
+    assert store.load().full
     releases = restarted.file("releases")
     assert (releases.phase, releases.sha256, releases.bytes_total) == ("downloaded", "ab" * 32, 1234)
     assert {n: f.phase for n, f in restarted.files.items() if n != "releases"} == {
