@@ -1,6 +1,8 @@
 """Parse-only throughput of the extractor's parser (gzip + lxml + normalisation + canonical JSON +
 sha256) per data type, on a synthetic current-layout dump: the serial parser on one core, then
-the parallel one (extractor.chunked) on PARSE_WORKERS processes (default: one per core).
+the parallel one (extractor.chunked) on PARSE_WORKERS processes (default: one per core), writing
+the record index as the extractor does, then the parallel one again with that index as the
+baseline (`unchanged_records_per_s`: a monthly update where nothing changed, extractor.baseline).
 
     python benchmarks/bench_parse.py [--releases N]      (or BENCH_RELEASES; default 100000)
 
@@ -15,10 +17,12 @@ import gzip
 import json
 import os
 import resource
+import tempfile
 import time
 from pathlib import Path
 
 from benchmarks.generate_dump import DEFAULT_OUT, generate
+from extractor.baseline import IndexWriter
 from extractor.chunked import iter_records_parallel
 from extractor.parser import iter_records
 
@@ -58,13 +62,28 @@ def main() -> None:
             "xml_mb_per_s": round(xml_bytes / seconds / 1e6, 1),
         }
         workers = int(os.environ.get("PARSE_WORKERS", "0")) or os.cpu_count() or 1
-        started = time.perf_counter()
-        n = sum(1 for _ in iter_records_parallel(path, data_type, workers=workers))
-        seconds = time.perf_counter() - started
+        with tempfile.TemporaryDirectory(prefix="bench-parse-index-") as index:
+            writer = IndexWriter(Path(index), data_type)
+            started = time.perf_counter()
+            n = 0
+            for rec in iter_records_parallel(path, data_type, workers=workers):
+                n += 1
+                if rec.id is not None and rec.sha256 is not None:
+                    writer.add(rec.id, rec.raw_hash, rec.sha256)
+            writer.finish()
+            seconds = time.perf_counter() - started
+            started = time.perf_counter()
+            same = sum(
+                r.unchanged
+                for r in iter_records_parallel(path, data_type, workers=workers, baseline=Path(index))
+            )
+            unchanged_s = time.perf_counter() - started
         per_type[data_type]["parallel"] = {
             "workers": workers,
             "records_per_s": round(n / seconds),
             "xml_mb_per_s": round(xml_bytes / seconds / 1e6, 1),
+            "unchanged": same,
+            "unchanged_records_per_s": round(n / unchanged_s),
         }
     result["types"] = per_type
     result["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)

@@ -53,7 +53,6 @@ _ROOT_OPEN: Final = re.compile(rb"<([A-Za-z_][\w.-]*)(\s[^>]*)?>")
 ChunkRecord = tuple[int | None, str | None, bytes | None, str | None, bytes | None, str | None, bytes | None]
 _ID_IN_START_TAG: Final = re.compile(rb'\sid="(\d{1,18})"')  # <release id="1" ...>, <master id="1">
 _ID_CHILD: Final = re.compile(rb"<id>(\d{1,18})</id>")  # <artist><id>1</id>: its first id element
-_AFTER_TAG: Final = frozenset(b" >\t\n\r")  # what may follow `<release` in a start tag
 
 
 def _die_with_parent() -> None:
@@ -82,22 +81,21 @@ def parse_chunk(
     With a `baseline` (the previous version's index, extractor.baseline) a record whose raw XML
     is unchanged is neither parsed nor normalised: it comes back with the old sha256 and no JSON.
     """
-    spans = split_records(data_type, chunk)
-    view = memoryview(chunk)
-    hashes = None if spans is None else [raw_hash(view[begin:stop]) for _, begin, stop in spans]
-    known = _open_baseline(baseline, data_type) if baseline is not None and spans is not None else None
-    if spans is None or hashes is None or known is None:
+    pieces = split_records(data_type, chunk)
+    hashes = None if pieces is None else [raw_hash(piece) for piece in pieces]
+    known = _open_baseline(baseline, data_type) if baseline is not None and pieces is not None else None
+    if pieces is None or hashes is None or known is None:
         return _parse(data_type, root_open, root_close, chunk, hashes)
     out: list[ChunkRecord | None] = []
     changed: list[memoryview] = []
     changed_hashes: list[bytes] = []
-    for (rid, begin, stop), digest in zip(spans, hashes, strict=True):
+    for rid, piece, digest in zip(_raw_ids(data_type, pieces), pieces, hashes, strict=True):
         entry = known.lookup(rid) if rid is not None else None
         if entry is not None and entry[0] == digest:
             out.append((rid, entry[1], None, None, None, None, digest))
         else:
             out.append(None)
-            changed.append(view[begin:stop])
+            changed.append(piece)
             changed_hashes.append(digest)
     if changed:
         end_tag = b"</" + RECORD_TAGS[data_type].encode() + b">"
@@ -137,29 +135,34 @@ def _parse(
     return out, None
 
 
-def split_records(data_type: str, chunk: bytes) -> list[tuple[int | None, int, int]] | None:
-    """Where each record of a chunk is, for the raw hash: (its id as the raw XML spells it, or
-    None; the offsets of its start tag and of its end tag). None when a textual split is not safe:
-    CDATA, a comment or a processing instruction anywhere, or anything but whitespace between
-    records. Offsets, not slices: copying every record would cost more than hashing it."""
+def split_records(data_type: str, chunk: bytes) -> list[memoryview] | None:
+    """The raw XML of each record of a chunk, for the raw hash: the bytes up to its end tag (from
+    the previous end tag on: the whitespace between records counts too). The n-th piece holds the
+    n-th record because an end tag can only close a record; the places it could stand for
+    something else are CDATA, comments and processing instructions, so a chunk with `<!` or `<?`
+    is not split (None). Views, not
+    copies: copying a chunk record by record slowed the parse of the whole chunk measurably."""
     if b"<!" in chunk or b"<?" in chunk:
         return None
-    tag = RECORD_TAGS[data_type].encode()
-    start = b"<" + tag
-    end_tag = b"</" + tag + b">"
-    in_start_tag = data_type in ("masters", "releases")
-    find_id = _ID_IN_START_TAG if in_start_tag else _ID_CHILD
-    out: list[tuple[int | None, int, int]] = []
-    pos = 0
-    while (stop := chunk.find(end_tag, pos)) >= 0:
-        begin = chunk.find(start, pos, stop)
-        after = begin + len(start)
-        if begin < 0 or chunk[after] not in _AFTER_TAG or (begin > pos and chunk[pos:begin].strip()):
-            return None
-        match = find_id.search(chunk, begin, chunk.find(b">", after) + 1 if in_start_tag else stop)
-        out.append((int(match.group(1)) if match else None, begin, stop))
-        pos = stop + len(end_tag)
-    return out if not chunk[pos:].strip() else None
+    end_tag = b"</" + RECORD_TAGS[data_type].encode() + b">"
+    view = memoryview(chunk)
+    pieces: list[memoryview] = []
+    begin = 0
+    find = chunk.find
+    while (stop := find(end_tag, begin)) >= 0:
+        pieces.append(view[begin:stop])
+        begin = stop + len(end_tag)
+    return pieces if not chunk[begin:].strip() else None
+
+
+def _raw_ids(data_type: str, pieces: list[memoryview]) -> list[int | None]:
+    """Each piece's record id as its raw XML spells it (the start tag's `id` attribute, or the
+    first `<id>` element); None when not found. A wrong id only makes the lookup miss."""
+    if data_type in ("masters", "releases"):
+        found = [_ID_IN_START_TAG.search(piece[:200]) for piece in pieces]
+    else:
+        found = [_ID_CHILD.search(piece) for piece in pieces]
+    return [int(m.group(1)) if m else None for m in found]
 
 
 @functools.cache

@@ -16,7 +16,7 @@ import extractor.baseline as baseline_mod
 import extractor.chunked as chunked
 from common.messages import parse_pipeline_message
 from extractor.baseline import Baseline, IndexWriter, find_baseline, index_dir, prune_indexes, raw_hash
-from extractor.chunked import iter_records_parallel, split_records
+from extractor.chunked import _raw_ids, iter_records_parallel, split_records
 from extractor.normalize import NORMALIZER_VERSION, RECORD_TAGS
 from extractor.parser import ParsedRecord, iter_records
 from extractor.state import StateStore
@@ -104,21 +104,23 @@ def test_an_index_of_another_normaliser_is_not_used(tmp_path: Path, monkeypatch:
     assert find_baseline(tmp_path, "20260201", "masters") is None
 
 
-def test_split_records_reads_raw_ids_and_refuses_unsafe_chunks() -> None:
+def test_split_records_cuts_at_end_tags_and_refuses_unsafe_chunks() -> None:
     chunk = b'\n<release id="12" status="Accepted"><title>a</title></release>\n<release id="13"></release>\n'
-    spans = split_records("releases", chunk)
-    assert [(rid, chunk[begin:stop]) for rid, begin, stop in spans or []] == [
-        (12, b'<release id="12" status="Accepted"><title>a</title>'),
-        (13, b'<release id="13">'),
+    pieces = split_records("releases", chunk)
+    assert pieces is not None
+    assert [bytes(p) for p in pieces] == [
+        b'\n<release id="12" status="Accepted"><title>a</title>',
+        b'\n<release id="13">',
     ]
+    assert _raw_ids("releases", pieces) == [12, 13]
     artists = b"<artist><images><image/></images><id>7</id><members><id>9</id></members></artist>"
-    assert split_records("artists", artists) == [(7, 0, len(artists) - len(b"</artist>"))]
-    assert split_records("artists", b"<artist><name>x</name></artist>") == [(None, 0, 22)]
+    nameless = b"<artist><name>x</name></artist>"
+    pieces = split_records("artists", artists + nameless)
+    assert pieces is not None and _raw_ids("artists", pieces) == [7, None]
     for unsafe in (
         b"<release id='1'><notes><![CDATA[ </release> ]]></notes></release>",
         b"<release id='1'><!-- </release> --></release>",
         b"<release id='1'></release>junk",
-        b"<other/><release id='1'></release>",
     ):
         assert split_records("releases", unsafe) is None
 
