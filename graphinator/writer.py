@@ -615,7 +615,9 @@ async def write_tx(tx: AsyncManagedTransaction, batch: Batch) -> WriteResult:
     if bumps:
         await _run(
             tx,
-            f"UNWIND $rows AS r MATCH (n:{label} {{id: r[0]}}) SET n.dump_version = r[1]",
+            # Guarded: a newer version committed since the hash check is never set back.
+            f"UNWIND $rows AS r MATCH (n:{label} {{id: r[0]}}) WHERE n.dump_version < r[1] "
+            "SET n.dump_version = r[1]",
             rows=bumps,
         )
     batch.map(write)
