@@ -222,6 +222,9 @@ def measure(
             now, before = (cpu_seconds(store_pid_) if store_pid_ else None), cpu_before[store]
             cpu[store] = now - before if now is not None and before is not None else None
     total = sum(int(v) for v in counts.values())
+    # Records the extractor published as unchanged items (no record: unchanged since the last version).
+    marker = json.loads((Path(data_dir) / f".extraction_state_{version}.json").read_bytes())
+    unchanged = sum(int(f.get("unchanged", 0)) for f in marker["files"].values())
     return {
         "benchmark": name,
         "version": version,
@@ -231,6 +234,7 @@ def measure(
         "wall_s": round(wall, 2),
         "releases_per_s": round(releases / wall, 1),
         "records_per_s": round(total / wall, 1),
+        "unchanged_items": unchanged,
         # When each consumer committed its last batch of each type, seconds from the start.
         "done_s": {
             c: {
