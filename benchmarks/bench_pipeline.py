@@ -71,11 +71,29 @@ def machine_busy_idle() -> tuple[float, float]:
 
 
 def store_pid(name: str) -> int | None:
-    """The pid of a store started by scripts/infra.sh on the current stack."""
+    """The pid of a store started by scripts/infra.sh on the current stack (PostgreSQL: the
+    postmaster)."""
     try:
-        return int((Path(os.environ["DISCOGSOGRAPHY_LOCAL_DIR"]) / "run" / f"{name}.pid").read_text())
-    except (KeyError, OSError, ValueError):
+        local = Path(os.environ["DISCOGSOGRAPHY_LOCAL_DIR"])
+        path = local / "postgres" / "postmaster.pid" if name == "postgres" else local / "run" / f"{name}.pid"
+        return int(path.read_text().split()[0])
+    except (KeyError, OSError, ValueError, IndexError):
         return None
+
+
+def store_cpu_seconds(name: str, pid: int) -> float | None:
+    """CPU seconds of a store. PostgreSQL works in one process per connection: the postmaster's
+    own time, that of the backends it has reaped (cutime/cstime) and that of the live ones."""
+    own = cpu_seconds(pid)
+    if name != "postgres" or own is None:
+        return own
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        return None
+    reaped = (int(fields[13]) + int(fields[14])) / os.sysconf("SC_CLK_TCK")
+    return own + reaped + sum(cpu_seconds(int(child)) or 0.0 for child in children)
 
 
 def health(port: int) -> dict[str, Any] | None:
@@ -190,8 +208,8 @@ def measure(
         for data_type, path in paths.items():
             (src / f"discogs_{version}_{data_type}.xml.gz").symlink_to(path)
         extractor_port = free_port()
-        stores = {store: store_pid(store) for store in ("neo4j", "rabbitmq")}
-        cpu_before = {store: cpu_seconds(pid) if pid else None for store, pid in stores.items()}
+        stores = {store: store_pid(store) for store in ("neo4j", "postgres", "rabbitmq")}
+        cpu_before = {store: store_cpu_seconds(store, pid) if pid else None for store, pid in stores.items()}
         consumer_cpu_before = {c: cpu_seconds(proc.pid) or 0.0 for c, proc in consumers.items()}
         busy_before, idle_before = machine_busy_idle()
         started, started_at = time.monotonic(), time.time()
@@ -219,7 +237,7 @@ def measure(
         cpu: dict[str, float | None] = {"extractor": usage.ru_utime + usage.ru_stime}
         cpu |= {c: (cpu_seconds(proc.pid) or 0.0) - consumer_cpu_before[c] for c, proc in consumers.items()}
         for store, store_pid_ in stores.items():
-            now, before = (cpu_seconds(store_pid_) if store_pid_ else None), cpu_before[store]
+            now, before = (store_cpu_seconds(store, store_pid_) if store_pid_ else None), cpu_before[store]
             cpu[store] = now - before if now is not None and before is not None else None
     total = sum(int(v) for v in counts.values())
     # Records the extractor published as unchanged items (no record: unchanged since the last version).
