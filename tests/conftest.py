@@ -27,12 +27,20 @@ ENTITY_TABLES = ("artists", "labels", "masters", "releases")
 USER_TABLES = ("sync_history", "user_collections", "user_wantlists", "oauth_tokens", "app_config", "users")
 
 
+_HANDED_OUT: set[int] = set()
+
+
 def free_port() -> int:
-    """A currently free TCP port on loopback, for services a test starts itself."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+    """A currently free TCP port on loopback, for services a test starts itself. Never the same
+    port twice in a session: the kernel may offer a just-closed port again, and a test that asks
+    for two ports before starting either server then bound both to one (seen in CI)."""
+    while True:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port: int = sock.getsockname()[1]
+        if port not in _HANDED_OUT:
+            _HANDED_OUT.add(port)
+            return port
 
 
 @pytest.fixture(scope="session")
