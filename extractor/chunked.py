@@ -82,10 +82,12 @@ def parse_chunk(
     is unchanged is neither parsed nor normalised: it comes back with the old sha256 and no JSON.
     """
     pieces = split_records(data_type, chunk)
-    hashes = None if pieces is None else [raw_hash(piece) for piece in pieces]
-    known = _open_baseline(baseline, data_type) if baseline is not None and pieces is not None else None
-    if pieces is None or hashes is None or known is None:
+    if pieces is None:
+        return _parse(data_type, root_open, root_close, chunk, None)
+    hashes = [raw_hash(piece) for piece in pieces]
+    if baseline is None:
         return _parse(data_type, root_open, root_close, chunk, hashes)
+    known = _open_baseline(baseline, data_type)
     out: list[ChunkRecord | None] = []
     changed: list[memoryview] = []
     changed_hashes: list[bytes] = []

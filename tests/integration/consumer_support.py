@@ -179,6 +179,11 @@ def message(data_type: str, record: dict[str, Any], version: str = V1) -> Record
     )
 
 
+def unchanged(msg: RecordMessage) -> RecordMessage:
+    """The unchanged item the extractor sends for `msg`'s record (`"record": null`)."""
+    return msg.model_copy(update={"record": None})
+
+
 def changed(record: dict[str, Any], **fields: Any) -> dict[str, Any]:
     out = copy.deepcopy(record)
     out.update(fields)

@@ -11,7 +11,6 @@ import pytest
 from neo4j import AsyncDriver, AsyncManagedTransaction
 from structlog.testing import capture_logs
 
-from common.messages import RecordMessage
 from common.raw_messages import decode_message
 from common.writes import WriteResult
 from graphinator.writer import (
@@ -35,6 +34,7 @@ from tests.integration.consumer_support import (
     changed,
     message,
     synthetic_release,
+    unchanged,
 )
 
 pytestmark = pytest.mark.integration
@@ -54,11 +54,6 @@ async def graph_snapshot(driver: AsyncDriver) -> tuple[list[Any], list[Any]]:
         "properties(r) AS p, labels(b)[0] AS b, coalesce(b.id, b.name) AS bid",
     )
     return sorted(nodes, key=_canonical), sorted(rels, key=_canonical)
-
-
-def unchanged(msg: RecordMessage) -> RecordMessage:
-    """The unchanged item the extractor sends for `msg`'s record (`"record": null`)."""
-    return msg.model_copy(update={"record": None})
 
 
 def _canonical(row: dict[str, Any]) -> str:

@@ -25,8 +25,8 @@ from tests.integration.consumer_support import (
     changed,
     message,
     synthetic_release,
+    unchanged,
 )
-from tests.integration.test_graphinator_writer import unchanged
 
 pytestmark = pytest.mark.integration
 
