@@ -35,7 +35,7 @@ import orjson
 
 from common.logging import get_logger
 from extractor.normalize import NORMALIZER_VERSION
-from extractor.state import StateStore
+from extractor.state import StateStore, marked_versions
 
 log = get_logger(__name__)
 
@@ -45,7 +45,6 @@ _SHA_BYTES: Final = 32
 _VAL_BYTES: Final = RAW_HASH_BYTES + _SHA_BYTES
 _NO_RAW_HASH: Final = bytes(RAW_HASH_BYTES)
 _BUFFER: Final = 1 << 20
-_MARKER: Final = ".extraction_state_"
 
 
 def raw_hash(data: bytes | memoryview) -> bytes:
@@ -67,7 +66,6 @@ class IndexWriter:
 
     def __init__(self, directory: Path, data_type: str) -> None:
         directory.mkdir(parents=True, exist_ok=True)
-        self.directory = directory
         self.data_type = data_type
         self._final = _paths(directory, data_type)
         self._part = tuple(p.with_name(p.name + ".part") for p in self._final[:2])
@@ -119,7 +117,6 @@ class Baseline:
 
     def __init__(self, directory: Path, data_type: str) -> None:
         ids_path, vals_path, meta_path = _paths(directory, data_type)
-        self.directory = directory
         self.count = int(orjson.loads(meta_path.read_bytes())["count"])
         self._maps: list[mmap.mmap] = []
         self._ids: Any = []
@@ -155,8 +152,7 @@ def find_baseline(data_dir: Path, version: str, data_type: str) -> Path | None:
     """The index directory of `data_type` of the newest completed version before `version` (what
     the stores hold), when it has a usable one; None means: publish the file in full. An older
     version's index is never used: the stores may hold newer content than it describes."""
-    markers = (p.name.removeprefix(_MARKER).removesuffix(".json") for p in data_dir.glob(_MARKER + "*.json"))
-    for older in sorted((v for v in markers if v.isdigit() and v < version), reverse=True):
+    for older in (v for v in marked_versions(data_dir) if v < version):
         if StateStore(data_dir, older).load().completed:
             directory = index_dir(data_dir, older)
             return directory if _usable(directory, data_type) else None

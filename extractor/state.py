@@ -108,8 +108,20 @@ class VersionState:
         )
 
 
+_MARKER_PREFIX: Final = ".extraction_state_"
+
+
 def state_path(data_dir: Path, version: str) -> Path:
-    return data_dir / f".extraction_state_{version}.json"
+    return data_dir / f"{_MARKER_PREFIX}{version}.json"
+
+
+def marked_versions(data_dir: Path) -> list[str]:
+    """The versions that have a state marker in `data_dir`, newest first."""
+    names = (
+        p.name.removeprefix(_MARKER_PREFIX).removesuffix(".json")
+        for p in data_dir.glob(f"{_MARKER_PREFIX}*.json")
+    )
+    return sorted((v for v in names if v.isdigit()), reverse=True)
 
 
 class StateStore:
