@@ -40,7 +40,7 @@ from benchmarks.generate_dump import DEFAULT_OUT, generate  # noqa: E402
 from common.amqp import DATA_TYPES, declare_all_record_topology  # noqa: E402
 from common.clients import create_amqp_connection, create_postgres_pool  # noqa: E402
 from common.settings import AmqpSettings, PostgresSettings  # noqa: E402
-from tests.conftest import free_port  # noqa: E402
+from tests.conftest import ENTITY_TABLES, SEEN_TABLES, free_port  # noqa: E402
 
 
 def peak_rss_mb(pid: int) -> float | None:
@@ -147,7 +147,7 @@ def reset_stores() -> None:
 async def _empty_tables_and_queues() -> None:
     pool = await create_postgres_pool(PostgresSettings(), min_size=1, max_size=1, attempts=3)
     async with pool.connection() as conn:
-        await conn.execute("TRUNCATE artists, labels, masters, releases")
+        await conn.execute(f"TRUNCATE {', '.join(ENTITY_TABLES + SEEN_TABLES)}")
     await pool.close()
     connection = await create_amqp_connection(AmqpSettings(), attempts=3)
     channel = await connection.channel()

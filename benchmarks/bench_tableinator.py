@@ -23,6 +23,7 @@ async def main() -> None:
     async def cleanup() -> None:
         async with pool.connection() as conn:
             await conn.execute("DELETE FROM releases WHERE id >= %s", (BASE,))
+            await conn.execute("DELETE FROM releases_seen WHERE id >= %s", (BASE,))
 
     result = await bench("tableinator", n, cleanup)
     await pool.close()

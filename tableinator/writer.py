@@ -1,20 +1,28 @@
 """Record batches -> PostgreSQL (design §5), one transaction per batch.
 
+Each table has a narrow twin, `<type>_seen (id, dump_version)`: the dump each record was last seen
+in. The entity table's own `dump_version` is the dump its content was written from. Marking a
+record seen is a small in-place update of the twin, not a rewrite of the wide row and its indexes
+(migration 0004 says why).
+
 Each batch is COPYed into a per-connection temporary staging table, then merged:
-1. rows whose stored sha256 equals the message's only get `dump_version` bumped (when newer);
-   so does a row of another sha256 whose message is an unchanged item (`"record": null`,
+1. rows whose stored sha256 equals the message's are only marked seen in the message's dump; so
+   is a row of another sha256 whose message is an unchanged item (`"record": null`,
    docs/records.md): still in the dump, kept from the sweep, but it has no record to replace the
    row with and is rejected, as is an unchanged item with no row (both ask for `--reprocess`);
 2. `INSERT ... ON CONFLICT (id) DO UPDATE ... WHERE t.sha256 IS DISTINCT FROM excluded.sha256
    AND t.dump_version <= excluded.dump_version` writes new and changed rows and ignores a message
-   from an older dump than the row's (so a late redelivery never rolls a row back).
+   from an older dump than the row's (so a late redelivery never rolls a row back); written rows
+   are marked seen too.
 Typed columns (name/title, year, country, master_id) come from the record; `data` is the whole
 normalised record as JSONB. So a new typed column is filled by its migration, from `data`: unlike
 the graph (graphinator's GRAPH_MODEL), skipping an unchanged sha256 never leaves a row behind.
-Rows are merged in id order so concurrent replicas lock in one order.
+Rows are merged and marked in id order so concurrent replicas lock in one order (the entity rows
+first, then their marks).
 
-`remove_stale(conn, type, version)` deletes the rows last seen in a dump older than `version`, in
-chunks (each its own transaction) so a sweep of millions never holds one giant transaction.
+`remove_stale(conn, type, version)` deletes the records last seen in a dump older than `version`,
+walking `<type>_seen` by id in chunks (each its own transaction), so a sweep of millions never
+holds one giant transaction and reads the narrow table once.
 """
 
 from __future__ import annotations
@@ -80,6 +88,11 @@ def _table(data_type: str) -> _Table:
         raise ValueError(f"unknown data type {data_type!r}") from None
 
 
+def seen_table(data_type: str) -> str:
+    """The narrow table holding the dump each `data_type` record was last seen in."""
+    return f"{_table(data_type).name}_seen"
+
+
 def _typed_decoder(table: _Table) -> msgspec.json.Decoder[Any]:
     fields = [(key, kind | None, None) for _, key, kind in table.columns]
     return msgspec.json.Decoder(msgspec.defstruct(f"_{table.name}_typed", fields))
@@ -140,8 +153,8 @@ async def write_batch(
     written); store errors propagate for the caller to retry (transient) or bisect (permanent).
     `lock_timeout_ms` > 0 turns a long wait on a row lock into a (transient) LockNotAvailable.
 
-    The stored hashes of the batch's ids are read first: an unchanged record only gets its dump
-    version bumped (its body is never sent), an older one is skipped, and only new or changed
+    The stored hashes of the batch's ids are read first: an unchanged record is only marked seen
+    in its dump (its body is never sent), an older one is skipped, and only new or changed
     records are COPYed and merged. The merge keeps its own guard (`sha256 IS DISTINCT FROM`,
     `dump_version <=`), so a competing replica between the read and the merge is harmless.
     """
@@ -172,7 +185,8 @@ async def _upsert(
     *,
     direct: bool,
 ) -> WriteResult:
-    """One transaction: read the stored hashes, bump the unchanged, write the new and changed.
+    """One transaction: read the stored hashes, write the new and changed, mark them and the
+    unchanged seen.
 
     When none of the records to write exists yet (a first load), they are COPYed straight into the
     table (`direct`); otherwise through the staging table and the guarded merge."""
@@ -186,8 +200,9 @@ async def _upsert(
         async with conn.cursor(binary=True, row_factory=tuple_row) as cur:
             set_json_dumps(_jsonb_dumps, context=cur)
             await cur.execute(sql.existing, ([m.id for m in candidates],))
+            # id -> (sha256, the dump it was last seen in)
             stored: dict[int, tuple[str, str]] = {row[0]: (row[1], row[2]) for row in await cur.fetchall()}
-            bump: list[tuple[int, str, str]] = []  # id, the sha256 read above, new dump version
+            seen: list[tuple[int, str]] = []  # (id, dump version) to mark seen
             rows: list[tuple[Any, ...]] = []
             all_new = True
             for msg in candidates:
@@ -201,7 +216,7 @@ async def _upsert(
                         # In this dump, so kept from the sweep; an unchanged item has no record to
                         # replace a row of another sha256 with.
                         if version < msg.version:
-                            bump.append((msg.id, sha, msg.version))
+                            seen.append((msg.id, msg.version))
                         if sha == msg.sha256:
                             result.unchanged += 1
                         else:
@@ -215,9 +230,6 @@ async def _upsert(
                     rows.append(_row(table, msg))
                 except (ValueError, TypeError) as exc:
                     result.rejected.append((msg, f"bad record shape: {exc}"))
-            if bump:
-                ids, shas, versions = zip(*bump, strict=True)
-                await cur.execute(sql.bump, (list(ids), list(shas), list(versions)))
             if rows and direct and all_new:
                 async with cur.copy(sql.copy_direct) as copy:
                     copy.set_types(sql.direct_types)
@@ -234,6 +246,10 @@ async def _upsert(
                 result.written = max(cur.rowcount, 0)
                 # Rows a competing replica merged first (same content, or a newer version).
                 result.unchanged += len(rows) - result.written
+            seen.extend((row[0], row[2]) for row in rows)
+            if seen:
+                seen.sort()
+                await cur.execute(sql.mark_seen, ([i for i, _ in seen], [v for _, v in seen]))
     return result
 
 
@@ -242,7 +258,7 @@ class _Statements:
     setup: str
     setup_nolock: LiteralString
     existing: LiteralString
-    bump: LiteralString
+    mark_seen: LiteralString
     stage_ddl: LiteralString
     copy: LiteralString
     copy_direct: LiteralString
@@ -260,6 +276,7 @@ def _statements(table: _Table) -> _Statements:
         return cached
     t = table.name
     stage = f"_stage_{t}"
+    seen = seen_table(t)
     typed = [c for c, _, _ in table.columns]
     cols = ["id", "sha256", "dump_version", *typed, "data"]
     col_list = ", ".join(cols)
@@ -276,11 +293,18 @@ def _statements(table: _Table) -> _Statements:
     statements = _Statements(
         setup=setup + "; SET LOCAL lock_timeout = %(lock)d",
         setup_nolock=_q(setup),
-        existing=_q(f"SELECT id, sha256, dump_version FROM {t} WHERE id = ANY(%s)"),
-        bump=_q(
-            f"""UPDATE {t} t SET dump_version = u.version
-            FROM unnest(%s::bigint[], %s::text[], %s::text[]) AS u(id, sha256, version)
-            WHERE t.id = u.id AND t.sha256 = u.sha256 AND t.dump_version < u.version"""
+        # A row without its mark (never expected) counts as seen in its content's dump, and
+        # mark_seen below recreates the mark.
+        existing=_q(
+            f"""SELECT t.id, t.sha256, coalesce(s.dump_version, t.dump_version)
+            FROM {t} t LEFT JOIN {seen} s ON s.id = t.id WHERE t.id = ANY(%s)"""
+        ),
+        # Only ever forward: a late message from an older dump leaves the mark as it is.
+        mark_seen=_q(
+            f"""INSERT INTO {seen} AS s (id, dump_version)
+            SELECT * FROM unnest(%s::bigint[], %s::text[])
+            ON CONFLICT (id) DO UPDATE SET dump_version = excluded.dump_version
+            WHERE s.dump_version < excluded.dump_version"""
         ),
         stage_ddl=_q(f"CREATE TEMP TABLE IF NOT EXISTS {stage} ({stage_ddl}) ON COMMIT DELETE ROWS"),
         copy=_q(f"COPY {stage} ({col_list}) FROM STDIN (FORMAT BINARY)"),
@@ -307,21 +331,30 @@ def _statements(table: _Table) -> _Statements:
 
 
 async def remove_stale(pool_or_conn: PoolOrConn, data_type: str, version: str) -> int:
-    """Delete `data_type` rows last seen in a dump older than `version`; return how many."""
+    """Delete `data_type` records last seen in a dump older than `version`; return how many."""
     t = _table(data_type).name
+    # One chunk: the next SWEEP_CHUNK stale marks after `after` in id order (a walk along the
+    # primary key, so the whole sweep reads the narrow table once), their rows, and the marks.
+    # The outer `dump_version <` is re-checked on a mark a concurrent writer just moved forward.
+    sweep = _q(
+        f"""WITH gone AS (
+            DELETE FROM {seen_table(t)} WHERE dump_version < %(version)s AND id IN (
+                SELECT id FROM {seen_table(t)} WHERE id > %(after)s AND dump_version < %(version)s
+                ORDER BY id LIMIT {SWEEP_CHUNK})
+            RETURNING id),
+        rows AS (DELETE FROM {t} WHERE id IN (SELECT id FROM gone) RETURNING 1)
+        SELECT (SELECT count(*) FROM gone), (SELECT max(id) FROM gone), (SELECT count(*) FROM rows)"""
+    )
     removed = 0
+    after = -(2**63)
     async with _connection(pool_or_conn) as conn:
         while True:
-            async with conn.transaction():
-                cur = await conn.execute(
-                    _q(
-                        f"DELETE FROM {t} WHERE id IN "
-                        f"(SELECT id FROM {t} WHERE dump_version < %s LIMIT {SWEEP_CHUNK})"
-                    ),
-                    (version,),
-                )
-            removed += cur.rowcount
-            if cur.rowcount < SWEEP_CHUNK:
+            async with conn.transaction(), conn.cursor(row_factory=tuple_row) as cur:
+                await cur.execute(sweep, {"version": version, "after": after})
+                marks, last, rows = await cur.fetchone() or (0, None, 0)
+            removed += int(rows)
+            if marks < SWEEP_CHUNK:
                 break
+            after = last
     log.info("stale_rows_removed", data_type=data_type, version=version, removed=removed)
     return removed

@@ -24,6 +24,8 @@ from common.settings import AmqpSettings, Neo4jSettings, PostgresSettings, Redis
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = REPO_ROOT / "samples"
 ENTITY_TABLES = ("artists", "labels", "masters", "releases")
+# each entity table's marks of the dump a record was last seen in (tableinator.writer.seen_table)
+SEEN_TABLES = tuple(f"{t}_seen" for t in ENTITY_TABLES)
 USER_TABLES = ("sync_history", "user_collections", "user_wantlists", "oauth_tokens", "app_config", "users")
 
 
@@ -114,7 +116,7 @@ async def clean_postgres(
 ) -> AsyncConnectionPool[AsyncConnection[dict[str, Any]]]:
     """Empty entity and user tables (schema kept) for this test."""
     async with pg_pool.connection() as conn:
-        await conn.execute(f"TRUNCATE {', '.join(ENTITY_TABLES + USER_TABLES)} CASCADE")
+        await conn.execute(f"TRUNCATE {', '.join(ENTITY_TABLES + SEEN_TABLES + USER_TABLES)} CASCADE")
     return pg_pool
 
 

@@ -210,7 +210,7 @@ async def test_an_unchanged_item_the_store_lacks_is_dead_lettered_alone(
     broker: Any, clean_postgres: Pool, clean_neo4j: AsyncDriver, consumer_name: str
 ) -> None:
     """A `records` message of unchanged items (`"record": null`, as the extractor builds them): the
-    ones the store holds get the new dump version, the one it lacks goes to the DLQ alone as a
+    ones the store holds are marked seen in the new dump, the one it lacks goes to the DLQ alone as a
     `record` message with its null record and the reason; everything is acked."""
     held = [message("releases", synthetic_release(i, tracks=1)) for i in range(1, 11)]
     if consumer_name == "tableinator":
@@ -231,7 +231,7 @@ async def test_an_unchanged_item_the_store_lacks_is_dead_lettered_alone(
 
         async def versions() -> dict[int, str]:
             async with clean_postgres.connection() as conn:
-                cur = await conn.execute("SELECT id, dump_version FROM releases")
+                cur = await conn.execute("SELECT id, dump_version FROM releases_seen")
                 return {r["id"]: r["dump_version"] for r in await cur.fetchall()}
     else:
         consumer = await started(build_graphinator(clean_neo4j, connection, neo_settings()))
@@ -511,7 +511,7 @@ async def test_two_tableinator_replicas_end_in_the_same_state_as_one(
 
     async def run(replicas: int) -> list[tuple[int, str, str]]:
         async with clean_postgres.connection() as conn:
-            await conn.execute("TRUNCATE releases")
+            await conn.execute("TRUNCATE releases, releases_seen")
         connections = [await new_connection() for _ in range(replicas)]
         consumers = [
             await started(build_tableinator(clean_postgres, c, pg_settings(BATCH_SIZE=25)))

@@ -30,7 +30,8 @@ from common.amqp import DATA_TYPES
 from extractor.parser import iter_records
 from extractor.state import StateStore
 from graphinator.writer import LABELS
-from tests.conftest import REPO_ROOT, SAMPLES, free_port
+from tableinator.writer import seen_table
+from tests.conftest import ENTITY_TABLES, REPO_ROOT, SAMPLES, SEEN_TABLES, free_port
 from tests.integration.consumer_broker import eventually, queue_depth, reset_queues
 from tests.integration.test_graphinator_writer import graph_snapshot
 
@@ -256,7 +257,10 @@ async def pipeline_state(driver: AsyncDriver, pool: Pool) -> Any:
     tables = {}
     async with pool.connection() as conn:
         for data_type in DATA_TYPES:
-            cur = await conn.execute(f"SELECT id, sha256, dump_version, data FROM {data_type} ORDER BY id")
+            cur = await conn.execute(
+                f"SELECT t.id, t.sha256, t.dump_version, s.dump_version AS seen_in, t.data FROM {data_type} t"
+                f" LEFT JOIN {seen_table(data_type)} s USING (id) ORDER BY id"
+            )
             tables[data_type] = await cur.fetchall()
     return await graph_snapshot(driver), tables
 
@@ -283,7 +287,7 @@ async def test_extractor_killed_mid_file_and_restarted_equals_an_uninterrupted_r
         wipe = "MATCH (n) CALL (n) { DETACH DELETE n } IN TRANSACTIONS OF 10000 ROWS"
         await (await session.run(wipe)).consume()
     async with clean_postgres.connection() as conn:
-        await conn.execute("TRUNCATE artists, labels, masters, releases")
+        await conn.execute(f"TRUNCATE {', '.join(ENTITY_TABLES + SEEN_TABLES)}")
 
     published_at_kill = 0
 
@@ -354,12 +358,12 @@ async def test_an_update_publishing_only_changes_ends_as_one_publishing_every_re
         wipe = "MATCH (n) CALL (n) { DETACH DELETE n } IN TRANSACTIONS OF 10000 ROWS"
         await (await session.run(wipe)).consume()
     async with clean_postgres.connection() as conn:
-        await conn.execute("TRUNCATE artists, labels, masters, releases")
+        await conn.execute(f"TRUNCATE {', '.join(ENTITY_TABLES + SEEN_TABLES)}")
     every_record, none = await load_then_update(tmp_path / "state-b", full=True, times=2)
     assert none == dict.fromkeys(DATA_TYPES, 0)
     assert only_changes == every_record
     _, tables = only_changes
-    versions = {row["dump_version"] for rows in tables.values() for row in rows}
+    versions = {row["seen_in"] for rows in tables.values() for row in rows}
     assert versions == {UPDATE_VERSION}  # every record still in the dump is marked as seen in it
     for service in services.values():
         assert (await service.status())["dlq_counts"] == dict.fromkeys(DATA_TYPES, 0)

@@ -12,6 +12,7 @@ from psycopg.errors import DataError
 from psycopg_pool import AsyncConnectionPool
 
 from common.raw_messages import decode_message
+from tableinator import writer
 from tableinator.writer import remove_stale, write_batch
 from tests.integration.consumer_support import (
     ARTIST_2,
@@ -39,6 +40,12 @@ async def rows(pool: Pool, sql: str, *params: Any) -> list[dict[str, Any]]:
         return await cur.fetchall()
 
 
+async def seen_in(pool: Pool, table: str = "releases") -> dict[int, str]:
+    """id -> the dump each record is marked as last seen in."""
+    marks = await rows(pool, f"SELECT id, dump_version FROM {table}_seen")
+    return {r["id"]: r["dump_version"] for r in marks}
+
+
 async def test_records_land_in_typed_columns_and_jsonb(clean_postgres: Pool) -> None:
     pool = clean_postgres
     result = await write_batch(
@@ -59,6 +66,7 @@ async def test_records_land_in_typed_columns_and_jsonb(clean_postgres: Pool) -> 
         "master_id": 1660109,
         "data": RELEASE_1,
     }
+    assert await seen_in(pool) == {1: V1, 2: V1}
     assert got[1]["data"]["labels"] == [
         {"id": 5, "name": "Svek", "catno": "SK 026"},
         {"id": 5, "name": "Svek", "catno": "SK026"},
@@ -95,6 +103,7 @@ async def test_redelivered_batch_changes_nothing(clean_postgres: Pool) -> None:
     again = await write_batch(pool, "releases", [*batch, *batch])
     assert (again.written, again.unchanged) == (0, 2)
     assert await rows(pool, "SELECT * FROM releases ORDER BY id") == before  # updated_at included
+    assert await seen_in(pool) == {1: V1, 2: V1}
 
 
 async def test_changed_record_and_versions(clean_postgres: Pool) -> None:
@@ -108,7 +117,9 @@ async def test_changed_record_and_versions(clean_postgres: Pool) -> None:
     got = await rows(
         pool, "SELECT id, title, year, country, master_id, dump_version, data FROM releases ORDER BY id"
     )
-    assert [(r["id"], r["dump_version"]) for r in got] == [(1, V2), (2, V2)]
+    # Row 1 keeps the content (and version) it was written from; both are marked seen in V2.
+    assert [(r["id"], r["dump_version"]) for r in got] == [(1, V1), (2, V2)]
+    assert await seen_in(pool) == {1: V2, 2: V2}
     assert got[1]["title"] == "Knockin' Boots Vol. 2"
     assert (got[1]["year"], got[1]["country"], got[1]["master_id"]) == (None, None, None)
     assert got[1]["data"] == new
@@ -118,14 +129,15 @@ async def test_changed_record_and_versions(clean_postgres: Pool) -> None:
     assert (await rows(pool, "SELECT title FROM releases WHERE id = 2"))[0][
         "title"
     ] == "Knockin' Boots Vol. 2"
+    assert await seen_in(pool) == {1: V2, 2: V2}
 
 
 @pytest.mark.parametrize("form", ["decoded", "raw JSON"])
 async def test_unchanged_items_bump_the_rows_held_and_reject_the_others(
     clean_postgres: Pool, form: str
 ) -> None:
-    """Unchanged items (no record) never become rows: a row of that sha256 gets the new dump
-    version (so the sweep keeps it); a row of another sha256 is kept too but the item is rejected,
+    """Unchanged items (no record) never become rows: a row of that sha256 is marked seen in the
+    new dump (so the sweep keeps it); a row of another sha256 is kept too but the item is rejected,
     as is one for a record the table lacks."""
     pool = clean_postgres
     r1, r2, r3, r5 = (message("releases", r) for r in (RELEASE_1, RELEASE_2, *map(synthetic_release, (3, 5))))
@@ -151,13 +163,15 @@ async def test_unchanged_items_bump_the_rows_held_and_reject_the_others(
     assert "table releases does not hold the record" in reasons[99]
     assert all("run the extractor with --reprocess" in why for why in reasons.values())
     after = await rows(pool, "SELECT * FROM releases ORDER BY id")
-    assert [(r["id"], r["dump_version"]) for r in after] == [(1, V2), (2, V2), (3, V2), (5, V1)]
-    assert (after[2]["title"], after[2]["sha256"]) == ("Retitled", r3_changed.sha256)
-    # Apart from dump_version (and the rewritten row 3), nothing changed: no row for 99, rows 1 and
-    # 2 keep their record and hash (updated_at too: a bump is no rewrite).
-    assert [_without_version(r) for r in after if r["id"] != 3] == [
-        _without_version(r) for r in before if r["id"] != 3
-    ]
+    assert await seen_in(pool) == {1: V2, 2: V2, 3: V2, 5: V1}
+    assert (after[2]["title"], after[2]["sha256"], after[2]["dump_version"]) == (
+        "Retitled",
+        r3_changed.sha256,
+        V2,
+    )
+    # Apart from the rewritten row 3, no row changed at all: no row for 99, rows 1 and 2 keep
+    # their record, hash and version (updated_at too: a mark is no rewrite).
+    assert [r for r in after if r["id"] != 3] == [r for r in before if r["id"] != 3]
 
     # A first load (no row exists): the new record lands, the unchanged item alone is rejected.
     new = message("releases", synthetic_release(7), V2)
@@ -170,8 +184,8 @@ async def test_unchanged_items_bump_the_rows_held_and_reject_the_others(
         pool, "releases", [unchanged(message("releases", changed(RELEASE_2, title="Old"), V1))]
     )
     assert (late.stale, late.rejected) == (1, [])
-    assert (await rows(pool, "SELECT dump_version FROM releases WHERE id = 2")) == [{"dump_version": V2}]
-    # The sweep of V2 keeps every bumped row (the mismatched row 2 too).
+    assert (await seen_in(pool))[2] == V2
+    # The sweep of V2 keeps every row marked seen in it (the mismatched row 2 too).
     assert await remove_stale(pool, "releases", V2) == 1
     assert await rows(pool, "SELECT id, sha256 FROM releases ORDER BY id") == [
         {"id": 1, "sha256": r1.sha256},
@@ -181,17 +195,33 @@ async def test_unchanged_items_bump_the_rows_held_and_reject_the_others(
     ]
 
 
-def _without_version(row: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in row.items() if k != "dump_version"}
-
-
 async def test_remove_stale_deletes_rows_absent_from_the_newer_dump(clean_postgres: Pool) -> None:
     pool = clean_postgres
     await write_batch(pool, "releases", [message("releases", RELEASE_1), message("releases", RELEASE_2)])
     await write_batch(pool, "releases", [message("releases", RELEASE_2, V2)])
     assert await remove_stale(pool, "releases", V2) == 1
     assert await rows(pool, "SELECT id FROM releases") == [{"id": 2}]
+    assert await seen_in(pool) == {2: V2}
     assert await remove_stale(pool, "releases", V2) == 0
+
+
+async def test_the_sweep_walks_every_chunk_and_keeps_what_a_newer_dump_marked(
+    clean_postgres: Pool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Stale records spread among kept ones, swept 3 marks at a time: every chunk is reached, and
+    a mark for a row that no longer exists (an orphan) goes too without counting as a record."""
+    pool = clean_postgres
+    monkeypatch.setattr(writer, "SWEEP_CHUNK", 3)
+    every = [message("releases", synthetic_release(i)) for i in range(1, 21)]
+    await write_batch(pool, "releases", every)
+    kept = [m for m in every if m.id % 3 == 0]
+    await write_batch(pool, "releases", [message("releases", synthetic_release(m.id), V2) for m in kept])
+    async with pool.connection() as conn:
+        await conn.execute("INSERT INTO releases_seen (id, dump_version) VALUES (500, %s)", (V1,))
+
+    assert await remove_stale(pool, "releases", V2) == 20 - len(kept)
+    assert [r["id"] for r in await rows(pool, "SELECT id FROM releases ORDER BY id")] == [m.id for m in kept]
+    assert await seen_in(pool) == {m.id: V2 for m in kept}
 
 
 async def test_bad_typed_field_is_rejected_alone_and_a_db_error_raises(clean_postgres: Pool) -> None:
@@ -213,7 +243,7 @@ async def test_raw_and_decoded_messages_store_the_same_rows(clean_postgres: Pool
     await write_batch(pool, "releases", [message("releases", r) for r in records])
     decoded = await rows(pool, "SELECT * FROM releases ORDER BY id")
     async with pool.connection() as conn:
-        await conn.execute("TRUNCATE releases")
+        await conn.execute("TRUNCATE releases, releases_seen")
     raw = [decode_message(message("releases", r).to_bytes()) for r in records]
     assert all(type(m).__name__ == "RawRecord" for m in raw)
     result = await write_batch(pool, "releases", raw)  # type: ignore[arg-type]
