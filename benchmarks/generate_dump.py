@@ -13,7 +13,9 @@ Deterministic for a given seed. Output: discogs_<version>_<type>.xml.gz (gzip le
 
 `churn` makes the dump a later version of the one without it (a monthly update): of every type, a
 `churn` share of the records is touched: four fifths of those change (name or title), one fifth is
-gone, and as many new records as are gone follow the last id.
+gone, and as many new records as are gone follow the last id. Half of the changed masters and
+releases also gain a genre, so their relationships change too (an edit of the credits or tags);
+the other changes leave every relationship as it was (an edit of a title, notes or tracklist).
 """
 
 from __future__ import annotations
@@ -273,6 +275,8 @@ class Gen:
 
 # The element whose text a changed record of each type gets a suffix in (its first occurrence).
 _CHANGED_TAG = {"artists": "</name>", "labels": "</name>", "masters": "</title>", "releases": "</title>"}
+# A genre no generated record has: added to half of the changed masters and releases.
+_RELINK = ("</genres>", "<genre>Blues</genre></genres>")
 
 
 def churned(data_type: str, count: int, make: Callable[[int], str], churn: float, seed: int) -> Iterator[str]:
@@ -284,7 +288,8 @@ def churned(data_type: str, count: int, make: Callable[[int], str], churn: float
         if roll < churn / 5:
             gone += 1
         elif roll < churn:
-            yield make(i).replace(_CHANGED_TAG[data_type], " (revised)" + _CHANGED_TAG[data_type], 1)
+            record = make(i).replace(_CHANGED_TAG[data_type], " (revised)" + _CHANGED_TAG[data_type], 1)
+            yield record.replace(*_RELINK, 1) if i % 2 else record
         else:
             yield make(i)
     for i in range(count + 1, count + gone + 1):
@@ -332,6 +337,7 @@ def generate(
         wanted["id_base"] = id_base
     if churn:
         wanted["churn"] = churn
+        wanted["relinked"] = "half of the changed masters and releases"  # older data: regenerated
     existing = json.loads(manifest.read_text()) if manifest.exists() else None
     for t, make in makers.items():
         path = out / f"discogs_{version}_{t}.xml.gz"
