@@ -2,8 +2,9 @@
 
 Model
 -----
-Nodes (`id` is the Discogs integer; every full node has `sha256`, `dump_version` and
-`graph_model`, the GRAPH_MODEL it was written with):
+Nodes (`id` is the Discogs integer; every full node has `sha256`, `dump_version`,
+`graph_model`, the GRAPH_MODEL it was written with, and `links_hash`, a hash of the relationships
+its record owns, below):
   Artist{id, name, realname, profile}   Label{id, name, profile}
   Master{id, title, year:int, main_release:int}
   Release{id, title, year:int, released, country, formats:[str], is_main_release:bool}
@@ -40,12 +41,17 @@ unchanged record, the bulk of a monthly update, costs an index lookup and little
 statement per batch MERGEs the nodes, MERGEs every distinct target (stub, genre, style) once in
 sorted key order, and CREATEs the owned edges by position in those node lists (no index lookup per
 edge). The hash check and the writes happen in the same transaction: an unchanged sha256 only bumps
-`dump_version`; a changed record's owned relationships are deleted and re-created. So is an
-unchanged record written by an older GRAPH_MODEL: a new version of this mapping reaches every stored
-record the next time its message arrives (the next dump version, or at once with `python -m
-extractor --reprocess`). A record the check found absent but another transaction (a second batch in
-flight, another replica) created meanwhile is not written twice: MERGE waits for that commit, the
-same hash counts as unchanged, another hash retries the batch (ConcurrentWriteError).
+`dump_version`; a changed record's owned relationships are deleted and re-created. So are those of
+an unchanged record written by an older GRAPH_MODEL: a new version of this mapping reaches every
+stored record the next time its message arrives (the next dump version, or at once with `python -m
+extractor --reprocess`). One shortcut: a changed record of the current GRAPH_MODEL whose mapping
+makes exactly the relationships its stored `links_hash` stands for (most edits touch a title, notes
+or a tracklist, not the credits) only gets its properties set; its edges stay as they are, element
+ids included. The hash covers every relationship row: targets, the names a stub would get, edge
+properties. A node without one (written before it existed) is rebuilt.
+A record the check found absent but another transaction (a second batch in flight, another
+replica) created meanwhile is not written twice: MERGE waits for that commit, the same hash counts
+as unchanged, another hash retries the batch (ConcurrentWriteError).
 A message from an older dump version than the stored one is ignored (`stale`).
 An unchanged item (`"record": null`, docs/records.md) has nothing to map: with the stored sha256
 and GRAPH_MODEL it is unchanged as above. Otherwise it cannot be written: a full node of the same
@@ -65,6 +71,7 @@ any more.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, LiteralString
@@ -100,6 +107,13 @@ class _Rows:
 
     def add(self, kind: str, row: dict[str, Any]) -> None:
         self.rels.setdefault(kind, []).append(row)
+
+    def links_hash(self) -> int:
+        """A 64-bit hash of every relationship row (targets, stub names, edge properties): equal
+        hashes, equal owned relationships. The rows come in the record's order, so a reordered
+        credit list hashes differently and is rebuilt, which is merely the slower path."""
+        data = orjson.dumps([self.rels, sorted(self.part_of)])
+        return int.from_bytes(hashlib.blake2b(data, digest_size=8).digest(), "big", signed=True)
 
 
 class ConcurrentWriteError(Exception):
@@ -400,8 +414,10 @@ def _write_params(
     write: list[int],
     mapped: dict[int, tuple[dict[str, Any], _Rows]],
     new: set[int],
+    same_links: set[int],
 ) -> dict[str, Any]:
-    """The parameters of `_WRITE[data_type]`: rows reference nodes by their position in a list."""
+    """The parameters of `_WRITE[data_type]`: rows reference nodes by their position in a list.
+    The records of `same_links` keep the relationships they have: none of theirs are sent."""
     rels = _RELS[data_type]
     src_index = {rid: i for i, rid in enumerate(write)}
     # Every distinct target key, with the first non-empty name seen for it (a stub's name).
@@ -410,6 +426,8 @@ def _write_params(
     part_of: set[tuple[str, str]] = set()
     kinds = {rel.kind: rel for rel in rels}
     for rid in write:
+        if rid in same_links:
+            continue
         record_rows = mapped[rid][1]
         for kind, items in record_rows.rels.items():
             target = names[kinds[kind].target]
@@ -476,18 +494,18 @@ _DELETE_ORPHAN_STUBS: Final = (
     """UNWIND $ids AS eid MATCH (x) WHERE elementId(x) = eid AND NOT (x)--() DELETE x"""
 )
 
+# What every full node carries besides its record's properties (the module docstring).
+_BOOKKEEPING: Final = ("sha256", "dump_version", "graph_model", "links_hash")
+
 # Every property a full record writes, in the order of the node rows of `_WRITE`.
 _NODE_PROPS: Final[dict[str, tuple[str, ...]]] = {
-    "artists": ("name", "realname", "profile", "sha256", "dump_version", "graph_model"),
-    "labels": ("name", "profile", "sha256", "dump_version", "graph_model"),
-    "masters": ("title", "year", "main_release", "sha256", "dump_version", "graph_model"),
-    "releases": (
-        "title", "year", "released", "country", "formats", "is_main_release", "sha256", "dump_version",
-        "graph_model",
-    ),
-}  # fmt: skip
+    "artists": ("name", "realname", "profile", *_BOOKKEEPING),
+    "labels": ("name", "profile", *_BOOKKEEPING),
+    "masters": ("title", "year", "main_release", *_BOOKKEEPING),
+    "releases": ("title", "year", "released", "country", "formats", "is_main_release", *_BOOKKEEPING),
+}
 
-# Properties a full record sets; remove_stale strips them to leave a stub.
+# Properties a full record sets; remove_stale strips them (and _BOOKKEEPING) to leave a stub.
 _FULL_PROPS: Final[dict[str, tuple[str, ...]]] = {
     "artists": ("realname", "profile"),
     "labels": ("profile",),
@@ -550,6 +568,7 @@ class Batch:
             props["sha256"] = msg.sha256
             props["dump_version"] = msg.version
             props["graph_model"] = GRAPH_MODEL
+            props["links_hash"] = rows.links_hash()
             self.mapped[rid] = (props, rows)
 
 
@@ -582,7 +601,7 @@ async def write_tx(tx: AsyncManagedTransaction, batch: Batch) -> WriteResult:
     [found] = await _run(
         tx,
         f"UNWIND $ids AS id MATCH (n:{label} {{id: id}}) "
-        "RETURN collect([n.id, n.sha256, n.dump_version, n.graph_model]) AS stored",
+        "RETURN collect([n.id, n.sha256, n.dump_version, n.graph_model, n.links_hash]) AS stored",
         ids=list(batch.records),
     )
     existing: dict[int, list[Any]] = {row[0]: row for row in found["stored"]}
@@ -591,7 +610,7 @@ async def write_tx(tx: AsyncManagedTransaction, batch: Batch) -> WriteResult:
     for rid, msg in batch.records.items():
         old = existing.get(rid)
         if old is not None and old[1] is not None and old[2] is not None:
-            _, sha256, version, model = old
+            _, sha256, version, model, _ = old
             if version > msg.version:
                 result.stale += 1
                 continue
@@ -625,14 +644,23 @@ async def write_tx(tx: AsyncManagedTransaction, batch: Batch) -> WriteResult:
     write = [rid for rid in write if rid in batch.mapped]
     if not write:
         return result
-    changed = [rid for rid in write if rid in existing]  # full or stub nodes whose record is (re)written
+    # A changed record whose relationships are those stored (same links_hash and mapping) only
+    # gets its properties set; the other existing nodes (full or stub) are rebuilt.
+    same_links = {
+        rid
+        for rid in write
+        if rid in existing
+        and existing[rid][3] == GRAPH_MODEL
+        and existing[rid][4] == batch.mapped[rid][0]["links_hash"]
+    }
+    changed = [rid for rid in write if rid in existing and rid not in same_links]
     near: list[str] = []
     if changed:
         neighbours = await _run(tx, _STUB_NEIGHBOURS.format(label=label), ids=changed)
         near = neighbours[0]["near"] if neighbours else []
         await _run(tx, _DROP_OWNED[data_type], ids=changed)
     new = set(write).difference(existing)
-    params = _write_params(data_type, write, batch.mapped, new)
+    params = _write_params(data_type, write, batch.mapped, new, same_links)
     written = await _run(tx, _WRITE[data_type], **params)
     # The driver keeps a query's parameters on its result, which sits in a reference cycle: emptied
     # now, the row lists are freed at once instead of waiting for (and slowing) the cyclic GC.
@@ -726,9 +754,7 @@ async def remove_stale(driver: AsyncDriver, data_type: str, version: str, databa
     else points at it, else kept as a stub (id and name) for the records that still reference it.
     """
     label = _label(data_type)
-    strip = ", ".join(
-        f"n.{prop}" for prop in ("sha256", "dump_version", "graph_model", *_FULL_PROPS[data_type])
-    )
+    strip = ", ".join(f"n.{prop}" for prop in (*_BOOKKEEPING, *_FULL_PROPS[data_type]))
     drop_owned = _DROP_OWNED[data_type].replace("UNWIND $ids AS id MATCH (n:" + label + " {id: id})", "")
     query = f"""
         MATCH (n:{label}) WHERE n.dump_version < $version
