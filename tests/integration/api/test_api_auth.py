@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import os
@@ -17,7 +18,9 @@ import redis.asyncio as aioredis
 from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
+from api.errors import ApiError
 from api.queries.user_queries import get_app_config
+from api.rate_limit import enforce_rate_limit
 from api.settings import ApiSettings
 from common.crypto import SecretBox
 from tests.integration.api.conftest import UserMaker, assert_envelope, bearer, make_settings, running_app
@@ -264,6 +267,26 @@ async def test_login_and_register_are_rate_limited_per_address(redis_client: aio
             resp = await other.post("/api/auth/login", json={"email": "x@y.zz", "password": "nopenope"})
             assert resp.status_code == 401
     await redis_client.flushdb()
+
+
+async def test_the_rate_limit_is_a_sliding_window(redis_client: aioredis.Redis) -> None:
+    """At most `limit` requests in any `window` seconds, wherever the clock's minutes fall (a
+    counter per fixed window let a client through twice its limit across a boundary, and made the
+    test above fail when it ran across one). A refused request is not counted: after Retry-After
+    the next one is admitted."""
+    address = f"test-{uuid.uuid4().hex[:8]}"
+    for _ in range(2):
+        await enforce_rate_limit(redis_client, "test", address, 2, 3)
+    await asyncio.sleep(1.5)
+    for _ in range(2):  # still inside the window of the first two, whatever the clock says
+        with pytest.raises(ApiError) as refused:
+            await enforce_rate_limit(redis_client, "test", address, 2, 3)
+    assert refused.value.status_code == 429
+    retry_after = int((refused.value.headers or {})["Retry-After"])
+    assert 1 <= retry_after <= 2  # the first request leaves the window 3 s after it came
+    await asyncio.sleep(retry_after)
+    await enforce_rate_limit(redis_client, "test", address, 2, 3)
+    await redis_client.delete(f"ratelimit:test:{address}")
 
 
 # --- admin -----------------------------------------------------------------------------------------
