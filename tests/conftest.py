@@ -20,12 +20,13 @@ from psycopg_pool import AsyncConnectionPool
 
 from common.clients import create_amqp_connection, create_neo4j_driver, create_postgres_pool, create_redis
 from common.settings import AmqpSettings, Neo4jSettings, PostgresSettings, RedisSettings
+from tableinator.writer import seen_table
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = REPO_ROOT / "samples"
 ENTITY_TABLES = ("artists", "labels", "masters", "releases")
-# each entity table's marks of the dump a record was last seen in (tableinator.writer.seen_table)
-SEEN_TABLES = tuple(f"{t}_seen" for t in ENTITY_TABLES)
+# each entity table's marks of the dump a record was last seen in
+SEEN_TABLES = tuple(map(seen_table, ENTITY_TABLES))
 USER_TABLES = ("sync_history", "user_collections", "user_wantlists", "oauth_tokens", "app_config", "users")
 
 

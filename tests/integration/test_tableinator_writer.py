@@ -13,7 +13,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from common.raw_messages import decode_message
 from tableinator import writer
-from tableinator.writer import remove_stale, write_batch
+from tableinator.writer import remove_stale, seen_table, write_batch
 from tests.integration.consumer_support import (
     ARTIST_2,
     ARTIST_26,
@@ -42,7 +42,7 @@ async def rows(pool: Pool, sql: str, *params: Any) -> list[dict[str, Any]]:
 
 async def seen_in(pool: Pool, table: str = "releases") -> dict[int, str]:
     """id -> the dump each record is marked as last seen in."""
-    marks = await rows(pool, f"SELECT id, dump_version FROM {table}_seen")
+    marks = await rows(pool, f"SELECT id, dump_version FROM {seen_table(table)}")
     return {r["id"]: r["dump_version"] for r in marks}
 
 
