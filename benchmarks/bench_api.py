@@ -34,7 +34,6 @@ import multiprocessing as mp
 import os
 import random
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -58,6 +57,7 @@ from common.messages import RecordMessage  # noqa: E402
 from common.writes import WriteResult  # noqa: E402
 from extractor.parser import iter_records  # noqa: E402
 from graphinator.writer import write_batch  # noqa: E402
+from tests.conftest import free_port  # noqa: E402
 
 ID_BASE = 500_000_000  # below the graphinator benchmark's 1e9, far above the pipeline's 1..N
 ID_SPAN = 100_000_000
@@ -66,12 +66,6 @@ SEED = 1
 BATCH = 2000
 TYPES = ("artists", "labels", "masters", "releases")  # referenced records first: fewer stubs
 MARKER = "bench_api"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def graph_params(releases: int) -> dict[str, Any]:

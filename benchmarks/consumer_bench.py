@@ -13,7 +13,6 @@ import hashlib
 import os
 import resource
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -29,6 +28,7 @@ from common.amqp import declare_all_record_topology, declare_records_exchange
 from common.clients import create_amqp_connection
 from common.messages import record_item_bytes, records_body
 from common.settings import AmqpSettings
+from tests.conftest import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 BASE = 1_000_000_000
@@ -96,13 +96,6 @@ def bodies(n: int, per_message: int) -> list[bytes]:
         records_body("releases", VERSION, [item(i) for i in range(start, min(n, start + per_message))])
         for start in range(0, n, per_message)
     ]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 async def prefill(consumer: str, n: int) -> None:
