@@ -52,7 +52,6 @@ from datetime import UTC, datetime
 from typing import Any, Final
 
 import aio_pika
-import orjson
 from aio_pika.abc import AbstractChannel, AbstractRobustConnection
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from pydantic import Field
@@ -73,10 +72,7 @@ from common.messages import (
     RECORDS_BODY_PREFIX,
     ExtractionComplete,
     FileComplete,
-    PipelineMessage,
-    RecordBatch,
-    RecordMessage,
-    parse_pipeline_message,
+    decode_pipeline_message,
     records_count_hint,
     single_record_body,
 )
@@ -291,7 +287,7 @@ class BatchConsumer:
         is_timeout: TimeoutFn | None = None,
     ) -> None:
         self.name = name
-        self._decode: DecodeFn = decode or decode_message
+        self._decode: DecodeFn = decode or decode_pipeline_message
         self.connection = connection
         self.settings = settings or ConsumerSettings()
         self.data_types = self.settings.data_types
@@ -883,11 +879,6 @@ class BatchConsumer:
             self._ack(data_type, incoming)
 
 
-_RECORD_KEYS: Final = frozenset(("schema_version", "kind", "type", "id", "sha256", "version", "record"))
-_BATCH_KEYS: Final = frozenset(("schema_version", "kind", "count", "type", "version", "records"))
-_ITEM_KEYS: Final = frozenset(("id", "sha256", "record"))
-
-
 def _take_batch(buffer: deque[Delivery], batch_size: int) -> tuple[list[Delivery], int]:
     """Whole deliveries from the front of `buffer` until they hold `batch_size` records (at least
     one delivery); returns them and their record count."""
@@ -898,78 +889,6 @@ def _take_batch(buffer: deque[Delivery], batch_size: int) -> tuple[list[Delivery
         batch.append(delivery)
         weight += records_count_hint(delivery.body)
     return batch, weight
-
-
-def _fast_batch(data: dict[str, Any]) -> list[RecordMessage] | None:
-    """The records of a well-formed `records` body, or None to let pydantic say what is wrong."""
-    items = data["records"]
-    kind_type, version, schema = data["type"], data["version"], data["schema_version"]
-    if not (
-        type(items) is list
-        and items
-        and data["count"] == len(items)
-        and type(kind_type) is str
-        and type(version) is str
-        and type(schema) is int
-    ):
-        return None
-    out: list[RecordMessage] = []
-    for item in items:
-        if not (
-            type(item) is dict
-            and item.keys() == _ITEM_KEYS
-            and type(item["id"]) is int
-            and type(item["sha256"]) is str
-            and len(item["sha256"]) == 64
-            and (type(item["record"]) is dict or item["record"] is None)
-        ):
-            return None
-        out.append(
-            RecordMessage.model_construct(
-                schema_version=schema,
-                kind="record",
-                type=kind_type,
-                id=item["id"],
-                sha256=item["sha256"],
-                version=version,
-                record=item["record"],
-            )
-        )
-    return out
-
-
-def decode_message(body: bytes) -> PipelineMessage | list[RecordMessage]:
-    """`parse_pipeline_message` with a cheap path for record messages (the hot path); a
-    `records` message becomes the list of its records as `RecordMessage`s.
-
-    The record shape is checked by hand (the same rules as the pydantic model: exact keys, an
-    int id, a 64-character sha256, a dict record or None, an unchanged item) and the model is
-    built without re-validation;
-    anything else goes through the full pydantic validation (raising ValueError with its reason).
-    """
-    try:
-        data = orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        raise ValueError(f"body is not valid JSON: {exc}") from exc
-    if (
-        type(data) is dict
-        and data.get("kind") == "record"
-        and data.keys() == _RECORD_KEYS
-        and type(data["id"]) is int
-        and type(data["type"]) is str
-        and type(data["version"]) is str
-        and type(data["sha256"]) is str
-        and len(data["sha256"]) == 64
-        and (type(data["record"]) is dict or data["record"] is None)
-        and type(data["schema_version"]) is int
-    ):
-        return RecordMessage.model_construct(**data)
-    if type(data) is dict and data.get("kind") == "records" and data.keys() == _BATCH_KEYS:
-        fast = _fast_batch(data)
-        if fast is not None:
-            return fast
-    message = parse_pipeline_message(body)
-    return message.messages() if isinstance(message, RecordBatch) else message
 
 
 # How often a worker runs the cyclic garbage collector it switched off (tune_gc_for_batches).

@@ -184,3 +184,11 @@ def parse_pipeline_message(body: bytes) -> PipelineMessage:
     else:
         raise ValueError(f"unknown message kind {kind!r}")
     return model.model_validate(data)
+
+
+def decode_pipeline_message(body: bytes) -> PipelineMessage | list[RecordMessage]:
+    """`parse_pipeline_message`, with a `records` message as the list of its records (what the
+    writers take). The consumers' hot path is `common.raw_messages.decode_message`; this decodes
+    what it leaves to pydantic (control messages, invalid bodies) and is `BatchConsumer`'s default."""
+    message = parse_pipeline_message(body)
+    return message.messages() if isinstance(message, RecordBatch) else message

@@ -10,8 +10,8 @@ from typing import Annotated, Final, Literal
 
 import msgspec
 
-from common.consumer import decode_message as consumer_decode
 from common.messages import RECORDS_BODY_PREFIX, PipelineMessage, RecordMessage
+from common.messages import decode_pipeline_message as pydantic_decode
 
 _NULL: Final = msgspec.Raw(b"null")
 
@@ -66,16 +66,16 @@ def _is_record(raw: msgspec.Raw) -> bool:
 def decode_message(body: bytes) -> RawRecord | list[RawRecord] | PipelineMessage | list[RecordMessage]:
     """A record message as a `RawRecord`, a `records` message as a list of them (a few µs per
     record, no Python object per JSON value); control messages and anything unusual go through
-    `common.consumer.decode_message` (ValueError with the reason for an invalid body)."""
+    `common.messages.decode_pipeline_message` (ValueError with the reason for an invalid body)."""
     if body.startswith(RECORDS_BODY_PREFIX):
         try:
             batch = _BATCH.decode(body)
         except msgspec.DecodeError:
-            return consumer_decode(body)
+            return pydantic_decode(body)
         if batch.count != len(batch.records) or not batch.records:
-            return consumer_decode(body)
+            return pydantic_decode(body)
         if not all(_is_record(item.record) for item in batch.records):
-            return consumer_decode(body)
+            return pydantic_decode(body)
         return [
             RawRecord(batch.schema_version, "record", batch.type, i.id, i.sha256, batch.version, i.record)
             for i in batch.records
@@ -83,7 +83,7 @@ def decode_message(body: bytes) -> RawRecord | list[RawRecord] | PipelineMessage
     try:
         message = _ENVELOPE.decode(body)
     except msgspec.DecodeError:
-        return consumer_decode(body)
+        return pydantic_decode(body)
     if not _is_record(message.record):
-        return consumer_decode(body)  # neither an object nor null: pydantic says why
+        return pydantic_decode(body)  # neither an object nor null: pydantic says why
     return message

@@ -1,4 +1,4 @@
-"""Record message decoding (common.messages, common.consumer, common.raw_messages): unchanged items
+"""Record message decoding (common.messages, common.raw_messages): unchanged items
 (`"record": null`) are accepted by every decoder and survive being dead-lettered alone; a record
 that is neither an object nor null is still refused with the reason."""
 
@@ -10,10 +10,10 @@ from typing import Any
 import orjson
 import pytest
 
-from common.consumer import decode_message as consumer_decode
 from common.messages import (
     RecordBatch,
     RecordMessage,
+    decode_pipeline_message,
     parse_pipeline_message,
     record_item_bytes,
     records_body,
@@ -27,7 +27,7 @@ SHA_B = "b" * 64
 VERSION = "20261101"
 FULL = {"id": 1, "name": "Alexi Delano"}
 
-DECODERS: dict[str, Callable[[bytes], Any]] = {"raw": raw_decode, "pydantic": consumer_decode}
+DECODERS: dict[str, Callable[[bytes], Any]] = {"raw": raw_decode, "pydantic": decode_pipeline_message}
 
 
 def batch_body(*items: bytes) -> bytes:
