@@ -46,13 +46,14 @@ from typing import Any
 import httpx
 import orjson
 import redis.asyncio as aioredis
-from neo4j import AsyncDriver, AsyncGraphDatabase
+from neo4j import AsyncDriver
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from api.settings import ApiSettings  # noqa: E402
 from benchmarks.generate_dump import DEFAULT_OUT, Gen, generate  # noqa: E402
+from common.clients import create_neo4j_driver  # noqa: E402
 from common.messages import RecordMessage  # noqa: E402
 from common.writes import WriteResult  # noqa: E402
 from extractor.parser import iter_records  # noqa: E402
@@ -169,11 +170,7 @@ async def build_graph(settings: ApiSettings, releases: int, rebuild: bool) -> di
     params = graph_params(releases)
     wanted = json.dumps(params, sort_keys=True)
     database = settings.neo4j_database
-    driver = AsyncGraphDatabase.driver(
-        settings.neo4j_uri,
-        auth=(settings.neo4j_username, settings.neo4j_password.get_secret_value()),
-        notifications_min_severity="OFF",
-    )
+    driver = await create_neo4j_driver(settings, attempts=3, notifications_min_severity="OFF")
     try:
         rows = await _run(
             driver, database,

@@ -8,7 +8,7 @@ from typing import Any
 import aio_pika
 import pytest
 import redis.asyncio as aioredis
-from neo4j import AsyncDriver
+from neo4j import AsyncDriver, AsyncGraphDatabase, NotificationClassification, ResultSummary
 from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
@@ -95,6 +95,34 @@ async def test_local_neo4j_keeps_a_bounded_transaction_log(neo4j_driver: AsyncDr
         "db.checkpoint.interval.time": "5m",
         "db.transaction.monitor.check.interval": "200ms",
     }
+
+
+async def test_neo4j_clients_are_not_told_about_labels_and_properties_a_young_store_lacks(
+    neo4j_driver: AsyncDriver, neo4j_settings: Neo4jSettings
+) -> None:
+    # Every query of a fresh database named something not created yet (graphinator's hash check
+    # reads `sha256` before the first write): each logged a multi-line warning.
+    query = "MATCH (n:NoSuchLabelYet) RETURN n.no_such_property_yet AS value"
+    plain = AsyncGraphDatabase.driver(
+        neo4j_settings.neo4j_uri,
+        auth=(neo4j_settings.neo4j_username, neo4j_settings.neo4j_password.get_secret_value()),
+    )
+    try:
+        _, told, _ = await plain.execute_query(query)
+    finally:
+        await plain.close()
+
+    def unrecognized(summary: ResultSummary) -> list[str]:
+        return [
+            status.status_description
+            for status in summary.gql_status_objects
+            if status.is_notification and status.classification == NotificationClassification.UNRECOGNIZED
+        ]
+
+    assert len(unrecognized(told)) == 2  # the label and the property
+    records, summary, _ = await neo4j_driver.execute_query(query)
+    assert records == []
+    assert unrecognized(summary) == []
 
 
 async def test_postgres_answers_and_migrations_are_recorded(
