@@ -14,7 +14,8 @@ fifths of those changed (rewritten with their relationships), one fifth gone (sw
 the rest unchanged (hash checks and dump-version bumps). `--churn 0` extracts the same dump again.
 Default 1,000,000 releases (about 1.8 M records; the generated dump is cached in benchmarks/data).
 Prints ONE JSON line per run: records per type, wall seconds, releases/s and records/s into both
-stores, each process's CPU seconds and peak RSS.
+stores, each process's CPU seconds and peak RSS (Neo4j's too), and the disk the loaded version
+occupies (Neo4j store and transaction logs, PostgreSQL, the extractor's data directory).
 """
 
 from __future__ import annotations
@@ -94,6 +95,31 @@ def store_cpu_seconds(name: str, pid: int) -> float | None:
         return None
     reaped = (int(fields[13]) + int(fields[14])) / os.sysconf("SC_CLK_TCK")
     return own + reaped + sum(cpu_seconds(int(child)) or 0.0 for child in children)
+
+
+def dir_mb(path: Path) -> float:
+    """Bytes of the files under `path`, in MiB (0 when it does not exist)."""
+    return round(sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) / 2**20, 1)
+
+
+def disk_mb(data_dir: str) -> dict[str, float]:
+    """What the loaded version occupies: Neo4j's store and transaction logs, the PostgreSQL
+    database, and the extractor's data directory (state markers and the baseline index)."""
+    neo4j = Path(os.environ["DISCOGSOGRAPHY_LOCAL_DIR"]) / "neo4j" / "data"
+    return {
+        "neo4j_store": dir_mb(neo4j / "databases" / "neo4j"),
+        "neo4j_tx_logs": dir_mb(neo4j / "transactions" / "neo4j"),
+        "postgres": asyncio.run(_postgres_mb()),
+        "extractor_data_dir": dir_mb(Path(data_dir)),
+    }
+
+
+async def _postgres_mb() -> float:
+    pool = await create_postgres_pool(PostgresSettings(), min_size=1, max_size=1, attempts=3)
+    async with pool.connection() as conn:
+        size = await (await conn.execute("SELECT pg_database_size(current_database()) AS bytes")).fetchone()
+    await pool.close()
+    return round(int(size["bytes"]) / 2**20, 1) if size else 0.0
 
 
 def health(port: int) -> dict[str, Any] | None:
@@ -271,7 +297,9 @@ def measure(
         "peak_rss_mb": {
             "extractor_main": extractor_rss,
             **{c: peak_rss_mb(proc.pid) for c, proc in consumers.items()},
+            "neo4j": peak_rss_mb(stores["neo4j"]) if stores["neo4j"] else None,
         },
+        "disk_mb": disk_mb(data_dir),
     }
 
 
