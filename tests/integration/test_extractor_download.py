@@ -40,6 +40,22 @@ def url(host: DumpHost, name: str) -> str:
     return f"{host.base_url}?download=data%2F{year}%2F{name}"
 
 
+async def fetch(
+    client: httpx.AsyncClient,
+    host: DumpHost,
+    name: str,
+    dest: Path,
+    content: bytes,
+    attempts: int = 5,
+    backoff: float = 0.05,
+) -> str:
+    """Download `name` to `dest`, verified against the SHA-256 of `content`, with quick retries."""
+    sha256 = hashlib.sha256(content).hexdigest()
+    return await download_file(
+        client, url(host, name), dest, sha256, attempts=attempts, backoff=backoff, max_wait=30.0
+    )
+
+
 async def test_discovery_skips_incomplete_version(client: httpx.AsyncClient) -> None:
     async with DumpHost() as host:
         host.add_version("20250901", version_files("20250901"))
@@ -83,15 +99,7 @@ async def test_cut_connection_without_range_restarts(client: httpx.AsyncClient, 
         name = "discogs_20260101_masters.xml.gz"
         host.cut_after(name, 50_000)
         dest = tmp_path / name
-        await download_file(
-            client,
-            url(host, name),
-            dest,
-            hashlib.sha256(files[name]).hexdigest(),
-            attempts=5,
-            backoff=0.05,
-            max_wait=30.0,
-        )
+        await fetch(client, host, name, dest, files[name])
         assert dest.read_bytes() == files[name]
         assert host.statuses(name) == [200, 200]
 
@@ -103,15 +111,7 @@ async def test_checksum_mismatch_deletes_and_retries(client: httpx.AsyncClient, 
         name = "discogs_20260101_labels.xml.gz"
         host.corrupt(name, times=1)
         dest = tmp_path / name
-        await download_file(
-            client,
-            url(host, name),
-            dest,
-            hashlib.sha256(files[name]).hexdigest(),
-            attempts=5,
-            backoff=0.05,
-            max_wait=30.0,
-        )
+        await fetch(client, host, name, dest, files[name])
         assert dest.read_bytes() == files[name]
         assert host.statuses(name) == [200, 200]
 
@@ -126,14 +126,7 @@ async def test_persistent_mismatch_fails_and_leaves_nothing(
         host.corrupt(name, times=10)
         dest = tmp_path / name
         with pytest.raises(ChecksumMismatchError):
-            await download_file(
-                client,
-                url(host, name),
-                dest,
-                hashlib.sha256(files[name]).hexdigest(),
-                attempts=3,
-                backoff=0.01,
-            )
+            await fetch(client, host, name, dest, files[name], attempts=3, backoff=0.01)
         assert os.listdir(tmp_path) == []
         assert host.statuses(name) == [200, 200, 200]
 
@@ -146,15 +139,7 @@ async def test_429_with_retry_after_is_honoured(client: httpx.AsyncClient, tmp_p
         host.rate_limit(name, times=2, retry_after="1")
         host.server_error(name, times=1)
         dest = tmp_path / name
-        await download_file(
-            client,
-            url(host, name),
-            dest,
-            hashlib.sha256(files[name]).hexdigest(),
-            attempts=5,
-            backoff=0.05,
-            max_wait=30.0,
-        )
+        await fetch(client, host, name, dest, files[name])
         assert dest.read_bytes() == files[name]
         assert host.statuses(name) == [429, 429, 503, 200]
 
@@ -188,11 +173,6 @@ async def test_verified_file_present_is_not_downloaded_again(
         files = version_files("20260101")
         host.add_version("20260101", files)
         name = "discogs_20260101_labels.xml.gz"
-        expected = hashlib.sha256(files[name]).hexdigest()
-        await download_file(
-            client, url(host, name), tmp_path / name, expected, attempts=5, backoff=0.05, max_wait=30.0
-        )
-        await download_file(
-            client, url(host, name), tmp_path / name, expected, attempts=5, backoff=0.05, max_wait=30.0
-        )
+        await fetch(client, host, name, tmp_path / name, files[name])
+        await fetch(client, host, name, tmp_path / name, files[name])
         assert host.statuses(name) == [200]
