@@ -89,7 +89,7 @@ def parse_chunk(
         return _parse(data_type, root_open, root_close, chunk, hashes)
     known = _open_baseline(baseline, data_type)
     out: list[ChunkRecord | None] = []
-    changed: list[memoryview] = []
+    changed: list[bytes] = []
     changed_hashes: list[bytes] = []
     for rid, piece, digest in zip(_raw_ids(data_type, pieces), pieces, hashes, strict=True):
         entry = known.lookup(rid) if rid is not None else None
@@ -137,26 +137,20 @@ def _parse(
     return out, None
 
 
-def split_records(data_type: str, chunk: bytes) -> list[memoryview] | None:
+def split_records(data_type: str, chunk: bytes) -> list[bytes] | None:
     """The raw XML of each record of a chunk, for the raw hash: the bytes up to its end tag (from
     the previous end tag on: the whitespace between records counts too). The n-th piece holds the
     n-th record because an end tag can only close a record; the places it could stand for
     something else are CDATA, comments and processing instructions, so a chunk with `<!` or `<?`
-    is not split (None). Views, not copies: copying each record slowed the whole parse (~20%)."""
+    is not split (None). `bytes.split` copies the chunk once, in C; slicing memoryviews in a Python
+    loop cost more (`parse_chunk` 91.9 against 86.5 µs per release, 12.8 against 12.1 per artist)."""
     if b"<!" in chunk or b"<?" in chunk:
         return None
-    end_tag = b"</" + RECORD_TAGS[data_type].encode() + b">"
-    view = memoryview(chunk)
-    pieces: list[memoryview] = []
-    begin = 0
-    find = chunk.find
-    while (stop := find(end_tag, begin)) >= 0:
-        pieces.append(view[begin:stop])
-        begin = stop + len(end_tag)
-    return pieces if not chunk[begin:].strip() else None
+    pieces = chunk.split(b"</" + RECORD_TAGS[data_type].encode() + b">")
+    return pieces if not pieces.pop().strip() else None
 
 
-def _raw_ids(data_type: str, pieces: list[memoryview]) -> list[int | None]:
+def _raw_ids(data_type: str, pieces: list[bytes]) -> list[int | None]:
     """Each piece's record id as its raw XML spells it (the start tag's `id` attribute, or the
     first `<id>` element); None when not found. A wrong id only makes the lookup miss."""
     if data_type in ("masters", "releases"):
