@@ -14,6 +14,7 @@ import pytest
 from neo4j import AsyncDriver
 from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
+from structlog.testing import capture_logs
 
 from common.amqp import DLQ_REASON_HEADER
 from common.consumer import BatchConsumer, ConsumerSettings
@@ -267,6 +268,35 @@ async def test_an_unchanged_item_the_store_lacks_is_dead_lettered_alone(
     assert "does not hold the record" in reason and "--reprocess" in reason
     assert await queue_depth(broker, f"{consumer_name}.releases") == 0  # everything acked
     assert await queue_depth(broker, dlq) == 0
+
+
+async def test_a_batch_of_refused_records_reaches_the_dlq_whole_and_is_logged_once(
+    broker: Any, clean_postgres: Pool
+) -> None:
+    """An emptied table refuses every unchanged item: a batch of 300 dead letters is published at
+    once (not one confirm after another), each record alone with its reason, then acked; the
+    batch logs one summary line, not a warning per record."""
+    items = [record_item_bytes(1000 + i, f"{i:064x}", b"null") for i in range(300)]
+    bodies = [records_body("releases", V2, items[i : i + 100]) for i in (0, 100, 200)]
+    await publish(broker, "releases", bodies)
+    connection = await new_connection()
+    with capture_logs() as logs:
+        consumer = await started(build_tableinator(clean_postgres, connection, pg_settings(BATCH_SIZE=300)))
+        try:
+            await eventually(
+                lambda: _true(consumer.stats["releases"].dead_lettered >= 300), what="300 dead-lettered"
+            )
+        finally:
+            await consumer.stop()
+            await connection.close()
+    assert await queue_depth(broker, "tableinator.releases") == 0  # everything acked
+    dead = await drain(broker, "tableinator.releases.dlq")
+    assert sorted(orjson.loads(d.body)["id"] for d in dead) == list(range(1000, 1300))
+    assert all("does not hold the record" in str((d.headers or {})[DLQ_REASON_HEADER]) for d in dead)
+    summaries = [e for e in logs if e["event"] == "records_dead_lettered"]
+    assert sum(e["count"] for e in summaries) == 300
+    assert len(summaries) < 300 and all(len(e["examples"]) <= 3 for e in summaries)
+    assert not [e for e in logs if e["event"] == "message_dead_lettered"]
 
 
 async def test_transient_lock_timeout_is_retried_not_dead_lettered(broker: Any, clean_postgres: Pool) -> None:
