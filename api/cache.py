@@ -22,6 +22,10 @@ CACHE_VERSION = "v1"
 # (a popular genre right after its entry expired) share one database query instead of each
 # running it (single flight).
 _inflight: dict[str, asyncio.Future[Any]] = {}
+# How long a computed value stays shareable after its computation: a request whose cache read
+# was answered "missing" just before the value reached Redis then shares it instead of
+# computing it again (under load, 8 of 20 concurrent misses computed it).
+SHARE_AFTER_S = 2.0
 
 
 def cache_key(kind: str, *parts: object) -> str:
@@ -55,25 +59,33 @@ async def cached(
                 raise  # this request itself was cancelled
             return await compute()  # the request computing it went away: compute it here
     CACHE_EVENTS.labels(kind, "miss").inc()
-    future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[Any] = loop.create_future()
     _inflight[key] = future
     try:
         value = await compute()
     except Exception as exc:
+        _forget(key, future)
         future.set_exception(exc)
         future.exception()  # retrieved: no "never retrieved" warning when nobody shared it
         raise
     except BaseException:
+        _forget(key, future)
         future.cancel()
         raise
-    else:
-        future.set_result(value)
-    finally:
-        del _inflight[key]
+    future.set_result(value)
     if value is None:
+        _forget(key, future)
         return value  # "not found" is not cached: a record ingested a moment later must show up
     try:
         await redis_client.set(key, orjson.dumps(value), ex=ttl_s)
     except Exception as exc:
         log.warning("cache_write_failed", kind=kind, error=str(exc))
+    loop.call_later(SHARE_AFTER_S, _forget, key, future)
     return value
+
+
+def _forget(key: str, future: asyncio.Future[Any]) -> None:
+    """Stop sharing `future` (unless a newer computation of `key` has replaced it)."""
+    if _inflight.get(key) is future:
+        del _inflight[key]

@@ -8,6 +8,7 @@ import uuid
 import pytest
 import redis.asyncio as aioredis
 
+from api import cache as cache_module
 from api.cache import cache_key, cached
 
 pytestmark = pytest.mark.integration
@@ -33,6 +34,28 @@ async def test_concurrent_misses_share_one_computation(redis_client: aioredis.Re
     assert await cached(redis_client, "test", key, 60, compute) == {"answer": 42}
     assert calls == 1
     assert 0 < await redis_client.ttl(key) <= 60
+    await redis_client.delete(key)
+
+
+async def test_a_miss_answered_just_before_the_value_landed_shares_it(
+    redis_client: aioredis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(cache_module, "SHARE_AFTER_S", 0.3, raising=False)
+    key = cache_key("test", uuid.uuid4().hex)
+    calls = 0
+
+    async def compute() -> dict[str, int]:
+        nonlocal calls
+        calls += 1
+        return {"answer": calls}
+
+    assert await cached(redis_client, "test", key, 60, compute) == {"answer": 1}
+    await redis_client.delete(key)  # as a read that Redis answered before the value arrived
+    assert await cached(redis_client, "test", key, 60, compute) == {"answer": 1}  # shared
+    assert calls == 1
+    await asyncio.sleep(0.5)  # sharing ends; the cache is what answers then
+    await redis_client.delete(key)
+    assert await cached(redis_client, "test", key, 60, compute) == {"answer": 2}
     await redis_client.delete(key)
 
 
