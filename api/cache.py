@@ -22,8 +22,8 @@ CACHE_VERSION = "v1"
 # (a popular genre right after its entry expired) share one database query instead of each
 # running it (single flight).
 _inflight: dict[str, asyncio.Future[Any]] = {}
-# How long a computed value stays shareable after its computation: a request whose cache read
-# was answered "missing" just before the value reached Redis then shares it instead of
+# How long a computed value stays shareable once it is written to Redis: a request whose cache
+# read was answered "missing" just before the value arrived there then shares it instead of
 # computing it again (under load, 8 of 20 concurrent misses computed it).
 SHARE_AFTER_S = 2.0
 
