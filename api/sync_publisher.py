@@ -2,12 +2,14 @@
 
 The api must not die because the broker is down: the lifespan tries to connect once, and
 `publish` (re)connects lazily. Every message is persistent and confirmed by the broker (publisher
-confirms, `mandatory` so an unroutable message is an error, not a silent drop).
+confirms; `mandatory`, and a sync queue deleted while the api runs is declared again, so a
+request is never confirmed and dropped).
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 from typing import Annotated
 
 import aio_pika
@@ -15,7 +17,7 @@ from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractRobustConnec
 from fastapi import Depends, Request
 
 from api.errors import ApiError
-from common.amqp import SYNC_ROUTING_KEY, declare_sync_topology
+from common.amqp import SYNC_ROUTING_KEY, declare_sync_topology, open_confirming_channel, publish_routed
 from common.clients import create_amqp_connection
 from common.logging import get_logger
 from common.messages import SyncRequest
@@ -44,30 +46,27 @@ class SyncPublisher:
         except Exception as exc:  # the api serves everything else without the broker
             log.warning("sync_publisher_not_connected", error=str(exc))
 
-    async def _ensure(self) -> AbstractExchange:
+    async def _ensure(self) -> tuple[AbstractChannel, AbstractExchange]:
         async with self._lock:
             if self._exchange is not None and self._channel is not None and not self._channel.is_closed:
-                return self._exchange
+                return self._channel, self._exchange
             if self._connection is None or self._connection.is_closed:
                 self._connection = await create_amqp_connection(self.settings, attempts=self.connect_attempts)
-            self._channel = await self._connection.channel(publisher_confirms=True)
+            self._channel = await open_confirming_channel(self._connection)
             self._exchange, _ = await declare_sync_topology(self._channel)
-            return self._exchange
+            return self._channel, self._exchange
 
     async def publish(self, request: SyncRequest) -> None:
         try:
-            exchange = await self._ensure()
-            await exchange.publish(
-                aio_pika.Message(
-                    request.to_bytes(),
-                    delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-                    content_type="application/json",
-                    message_id=request.sync_id,
-                ),
-                routing_key=SYNC_ROUTING_KEY,
-                mandatory=True,
-                timeout=10,
+            channel, exchange = await self._ensure()
+            message = aio_pika.Message(
+                request.to_bytes(),
+                delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                content_type="application/json",
+                message_id=request.sync_id,
             )
+            redeclare = functools.partial(declare_sync_topology, channel)
+            await publish_routed(exchange, message, SYNC_ROUTING_KEY, redeclare, timeout=10)
         except Exception as exc:
             self._exchange = None  # reopen the channel next time
             raise SyncPublisherError(str(exc) or type(exc).__name__) from exc

@@ -8,10 +8,12 @@ land in another's DLQ. Sync requests use `discogsography.sync` -> `curator.sync-
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Final, Literal
 
 import aio_pika
-from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractQueue
+from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractExchange, AbstractMessage, AbstractQueue
+from aio_pika.exceptions import PublishError
 
 DATA_TYPES: Final = ("artists", "labels", "masters", "releases")
 DataType = Literal["artists", "labels", "masters", "releases"]
@@ -88,3 +90,29 @@ async def declare_sync_topology(
     main, _ = await _declare_queue_with_dlq(channel, SYNC_QUEUE, delivery_limit)
     await main.bind(exchange, routing_key=SYNC_ROUTING_KEY)
     return exchange, main
+
+
+async def open_confirming_channel(connection: AbstractConnection) -> AbstractChannel:
+    """A channel whose publishes wait for the broker's confirm and raise `PublishError` when a
+    `mandatory` message comes back unroutable. aio-pika's default (`on_return_raises=False`) has
+    the broker return the message and then confirm it, so `publish` succeeds and the message is
+    gone."""
+    return await connection.channel(publisher_confirms=True, on_return_raises=True)
+
+
+async def publish_routed(
+    exchange: AbstractExchange,
+    message: AbstractMessage,
+    routing_key: str,
+    redeclare: Callable[[], Awaitable[object]],
+    timeout: float | None = None,
+) -> None:
+    """Publish `message` (`mandatory`, on a channel from `open_confirming_channel`). When no queue
+    takes it (one was deleted by hand while we ran), declare the topology again with `redeclare`
+    and publish once more; a second return raises `PublishError`, so the caller never treats a
+    dropped message as delivered."""
+    try:
+        await exchange.publish(message, routing_key=routing_key, mandatory=True, timeout=timeout)
+    except PublishError:
+        await redeclare()
+        await exchange.publish(message, routing_key=routing_key, mandatory=True, timeout=timeout)

@@ -24,7 +24,8 @@ Delivery guarantees:
   after `MAX_TIMEOUTS` of them the batch is treated as failing permanently (below): its halves get
   their own chances, and only a record that times out alone that often is dead-lettered.
 - Permanent errors go to this consumer's own DLQ `<queue>.dlq` (republished through the default
-  exchange with the reason in `DLQ_REASON_HEADER`, confirmed, then the original is acked): a body
+  exchange with the reason in `DLQ_REASON_HEADER`, confirmed and `mandatory`: a DLQ deleted while
+  the consumer runs is declared again, never a silent drop; then the original is acked): a body
   that is not a valid message at once; a record the writer rejects by itself; and when a whole
   batch fails permanently, the batch is bisected until the failing record(s) are isolated, so the
   rest of the batch lands. A failing record of a `records` message is dead-lettered alone, as a
@@ -63,6 +64,8 @@ from common.amqp import (
     RecordConsumer,
     declare_record_queues,
     dlq_name,
+    open_confirming_channel,
+    publish_routed,
     record_queue_name,
 )
 from common.health import HealthServer, ReadyCheck
@@ -317,7 +320,7 @@ class BatchConsumer:
 
     async def start(self) -> None:
         """Declare the topology and start consuming every configured type."""
-        self._publish_channel = await self.connection.channel(publisher_confirms=True)
+        self._publish_channel = await open_confirming_channel(self.connection)
         if not isinstance(self.connection, aio_pika.Connection):
             raise TypeError("BatchConsumer needs an aio-pika connection (its URL is reused)")
         url = str(self.connection.url)
@@ -891,7 +894,8 @@ class BatchConsumer:
         while True:
             try:
                 channel = await self._dlq_channel()
-                await channel.default_exchange.publish(dead, routing_key=dlq_name(queue))
+                redeclare = functools.partial(self._declare, data_type)
+                await publish_routed(channel.default_exchange, dead, dlq_name(queue), redeclare)
                 break
             except Exception as exc:
                 attempt += 1
@@ -911,7 +915,7 @@ class BatchConsumer:
         """The confirming channel dead letters go through, reopened once when it closed."""
         async with self._publish_channel_lock:
             if self._publish_channel is None or self._publish_channel.is_closed:
-                self._publish_channel = await self.connection.channel(publisher_confirms=True)
+                self._publish_channel = await open_confirming_channel(self.connection)
             return self._publish_channel
 
 

@@ -27,7 +27,15 @@ from neo4j import AsyncDriver
 from prometheus_client import Counter, Gauge, Histogram
 from pydantic import ValidationError
 
-from common.amqp import DLQ_REASON_HEADER, SYNC_QUEUE, SYNC_ROUTING_KEY, declare_sync_topology, dlq_name
+from common.amqp import (
+    DLQ_REASON_HEADER,
+    SYNC_QUEUE,
+    SYNC_ROUTING_KEY,
+    declare_sync_topology,
+    dlq_name,
+    open_confirming_channel,
+    publish_routed,
+)
 from common.clients import create_amqp_connection, create_neo4j_driver, create_postgres_pool
 from common.crypto import SecretBox
 from common.health import HealthServer
@@ -80,7 +88,7 @@ class Curator:
         )
         self.driver = await create_neo4j_driver(s, attempts=attempts)
         self.connection = await create_amqp_connection(s, attempts=attempts)
-        self.channel = await self.connection.channel(publisher_confirms=True)
+        self.channel = await open_confirming_channel(self.connection)
         await self.channel.set_qos(prefetch_count=s.sync_concurrency)
         self.exchange, self.queue = await declare_sync_topology(self.channel)
         self.syncer = Syncer(s, self.pool, self.driver, self.box)
@@ -179,14 +187,15 @@ class Curator:
     async def _dead_letter(self, message: AbstractIncomingMessage, reason: str) -> None:
         assert self.channel is not None
         log.error("sync_request_dead_lettered", reason=reason)
-        await self.channel.default_exchange.publish(
-            aio_pika.Message(
-                message.body,
-                delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-                headers={DLQ_REASON_HEADER: reason[:500]},
-                content_type=message.content_type,
-            ),
-            routing_key=dlq_name(SYNC_QUEUE),
+        channel = self.channel
+        dead = aio_pika.Message(
+            message.body,
+            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+            headers={DLQ_REASON_HEADER: reason[:500]},
+            content_type=message.content_type,
+        )
+        await publish_routed(
+            channel.default_exchange, dead, dlq_name(SYNC_QUEUE), lambda: declare_sync_topology(channel)
         )
         await message.ack()
 

@@ -9,6 +9,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
+import aio_pika
 import orjson
 import pytest
 from neo4j import AsyncDriver
@@ -16,7 +17,7 @@ from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 from structlog.testing import capture_logs
 
-from common.amqp import DLQ_REASON_HEADER
+from common.amqp import DLQ_REASON_HEADER, declare_record_queues, open_confirming_channel, publish_routed
 from common.consumer import BatchConsumer, ConsumerSettings
 from common.messages import (
     ExtractionComplete,
@@ -160,6 +161,59 @@ def records_message(messages: list[Any]) -> bytes:
         for m in messages
     ]
     return records_body(messages[0].type, messages[0].version, items)
+
+
+async def test_a_dlq_deleted_while_the_consumer_runs_still_takes_the_dead_letter(
+    broker: Any, clean_postgres: Pool
+) -> None:
+    """RabbitMQ closes the consumer's connection when its DLQ is deleted; the consumer reconnects
+    and declares it again. Dead letters are also `mandatory` (see the next test), so one published
+    before that is never confirmed and dropped."""
+    bad_json = b'{"kind": "record", "type": "releases", not json'
+    connection = await new_connection()
+    consumer = await started(build_tableinator(clean_postgres, connection, pg_settings()))
+    try:
+        channel = await broker.channel()
+        await channel.queue_delete("tableinator.releases.dlq")
+        await channel.close()
+        await publish(broker, "releases", [bad_json, message("releases", synthetic_release(1)).to_bytes()])
+        await eventually(lambda: _equals(count_rows(clean_postgres), 1), what="the good record")
+        await eventually(lambda: _true(consumer.stats["releases"].dead_lettered == 1), what="1 dead letter")
+    finally:
+        await consumer.stop()
+        await connection.close()
+    [dead] = await drain(broker, "tableinator.releases.dlq")
+    assert dead.body == bad_json
+    assert "invalid message" in str((dead.headers or {})[DLQ_REASON_HEADER])
+    assert await queue_depth(broker, "tableinator.releases") == 0
+
+
+async def test_publish_routed_declares_a_missing_queue_again_and_raises_when_still_unroutable(
+    broker: Any,
+) -> None:
+    queue = "tableinator.releases.dlq"
+    channel = await open_confirming_channel(broker)
+    try:
+        await channel.queue_delete(queue)
+        redeclared: list[str] = []
+
+        async def redeclare() -> None:
+            redeclared.append(queue)
+            await declare_record_queues(channel, "tableinator", ("releases",))
+
+        await publish_routed(channel.default_exchange, aio_pika.Message(b"dead"), queue, redeclare)
+        assert redeclared == [queue]
+        [dead] = await drain(broker, queue)
+        assert dead.body == b"dead"
+
+        async def nothing() -> None:
+            redeclared.append("nothing")
+
+        with pytest.raises(aio_pika.exceptions.PublishError):
+            await publish_routed(channel.default_exchange, aio_pika.Message(b"x"), "no-such-queue", nothing)
+        assert redeclared == [queue, "nothing"]
+    finally:
+        await channel.close()
 
 
 @pytest.mark.parametrize("consumer_name", ["tableinator", "graphinator"])

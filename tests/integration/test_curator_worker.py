@@ -16,7 +16,14 @@ import redis.asyncio as aioredis
 from fastapi import FastAPI
 from neo4j import AsyncDriver
 
-from common.amqp import DLQ_REASON_HEADER, SYNC_EXCHANGE, SYNC_QUEUE, SYNC_ROUTING_KEY, dlq_name
+from common.amqp import (
+    DLQ_REASON_HEADER,
+    SYNC_EXCHANGE,
+    SYNC_QUEUE,
+    SYNC_ROUTING_KEY,
+    declare_sync_topology,
+    dlq_name,
+)
 from tests.conftest import free_port
 from tests.fakes.discogs_api import FakeDiscogs
 from tests.integration.discogs_support import (
@@ -226,26 +233,43 @@ async def test_stale_running_rows_are_requeued_or_failed_at_start_up(
     assert "connect Discogs first" in by_id[retried]["error_message"]
 
 
+@pytest.mark.parametrize("dlq_deleted", [False, True], ids=["dlq", "dlq-deleted-meanwhile"])
 async def test_a_malformed_request_is_dead_lettered_with_the_reason(
-    fake: FakeDiscogs, stores: None, amqp_connection: Any
+    fake: FakeDiscogs, stores: None, amqp_connection: Any, dlq_deleted: bool
 ) -> None:
     curator = CuratorProcess(fake)
     await curator.start()
+    channel = await amqp_connection.channel()
     try:
-        channel = await amqp_connection.channel()
+        if dlq_deleted:  # the curator must declare it again, not have the message confirmed and dropped
+            await channel.queue_delete(dlq_name(SYNC_QUEUE))
         exchange = await channel.get_exchange(SYNC_EXCHANGE)
         await exchange.publish(aio_pika.Message(b"not json at all"), routing_key=SYNC_ROUTING_KEY)
-        dlq = await channel.declare_queue(dlq_name(SYNC_QUEUE), passive=True)
-        message = None
-        for _ in range(100):
-            message = await dlq.get(fail=False)
-            if message is not None:
-                break
-            await asyncio.sleep(0.1)
+        message = await _first_dead_letter(amqp_connection)
         assert message is not None
         assert message.body == b"not json at all"
         assert "not valid JSON" in str(message.headers[DLQ_REASON_HEADER])
-        await message.ack()
-        await channel.close()
     finally:
         await curator.stop()
+        await declare_sync_topology(channel)  # for the next tests, whatever happened here
+        await channel.close()
+
+
+async def _first_dead_letter(connection: Any) -> aio_pika.abc.AbstractIncomingMessage | None:
+    """The first message of the sync DLQ within 10 s, acked. Looked up passively, so a DLQ that
+    nobody declared again stays missing."""
+    for _ in range(100):
+        channel = await connection.channel()
+        try:
+            dlq = await channel.declare_queue(dlq_name(SYNC_QUEUE), passive=True)
+            message: aio_pika.abc.AbstractIncomingMessage | None = await dlq.get(fail=False)
+            if message is not None:
+                await message.ack()
+                return message
+        except aio_pika.exceptions.ChannelNotFoundEntity:
+            pass
+        finally:
+            if not channel.is_closed:
+                await channel.close()
+        await asyncio.sleep(0.1)
+    return None

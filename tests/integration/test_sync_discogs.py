@@ -9,11 +9,13 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
+import orjson
 import pytest
 import redis.asyncio as aioredis
 from fastapi import FastAPI
 from neo4j import AsyncDriver
 
+from common.amqp import SYNC_QUEUE
 from tests.conftest import free_port
 from tests.fakes.discogs_api import FakeDiscogs, FakeUser
 from tests.integration.discogs_support import (
@@ -435,6 +437,25 @@ async def test_broker_down_answers_503_and_leaves_no_active_sync(
         ]
         # The failed row does not block the next attempt (still 503 here, not 202 already_running).
         assert (await client.post("/api/sync", headers=headers)).status_code == 503
+
+
+async def test_a_sync_queue_deleted_while_the_api_runs_is_declared_again_and_takes_the_request(
+    client: httpx.AsyncClient, fake: FakeDiscogs, pg_pool: Any, amqp_connection: Any
+) -> None:
+    _, headers = await linked_user(client, fake, pg_pool)
+    channel = await amqp_connection.channel()
+    try:
+        await channel.queue_delete(SYNC_QUEUE)  # the api's publisher declared it at start
+        resp = await client.post("/api/sync", headers=headers)
+        assert resp.status_code == 202, resp.text
+        queue = await channel.declare_queue(SYNC_QUEUE, passive=True)  # raises if nobody re-declared it
+        message = await queue.get(fail=False)
+        assert message is not None, "the request was confirmed but dropped"
+        assert orjson.loads(message.body)["sync_id"] == resp.json()["sync_id"]
+        await message.ack()
+    finally:
+        await purge_sync_queue(amqp_connection)  # declares the topology again for the next tests
+        await channel.close()
 
 
 async def test_status_lists_the_latest_ten_newest_first(
