@@ -25,7 +25,7 @@ from common.raw_messages import RawRecord, decode_message
 from common.readiness import postgres_check
 from common.settings import AmqpSettings, BaseServiceSettings, ConnectRetrySettings, PostgresSettings
 from common.writes import WriteResult
-from tableinator.writer import TABLES, remove_stale, write_batch
+from tableinator.writer import remove_stale, seen_table, write_batch
 
 log = get_logger(__name__)
 
@@ -60,7 +60,9 @@ def build_consumer(pool: Pool, connection: Any, settings: TableinatorSettings) -
         )
 
     async def on_extraction_complete(message: ExtractionComplete) -> None:
-        table = TABLES[message.type].name
+        # `<type>_seen` holds the dump each record was last seen in; the entity table's own
+        # dump_version only moves when its content is written, which an unchanged item never does.
+        table = seen_table(message.type)
         expected = message.record_counts.get(message.type, 0)
 
         async def seen() -> int:

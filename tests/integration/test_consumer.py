@@ -501,6 +501,49 @@ async def test_extraction_complete_flushes_then_sweeps_stale_rows(broker: Any, c
     assert [(rid, version) for rid, _, version in state] == [(i, V2) for i in range(1, 9)]
 
 
+@pytest.mark.parametrize("consumer_name", ["tableinator", "graphinator"])
+async def test_a_version_that_only_drops_records_of_a_type_still_sweeps_them(
+    broker: Any, clean_postgres: Pool, clean_neo4j: AsyncDriver, consumer_name: str
+) -> None:
+    """Nothing of the type changed in V2, so it arrives as unchanged items only (they mark records
+    seen, they write no content); two records are gone from it. The sweep must count what was seen
+    in V2, not what was written from it, or it finds nothing and skips."""
+    held = [message("releases", synthetic_release(i, tracks=1)) for i in range(1, 11)]
+    if consumer_name == "tableinator":
+        await write_batch(clean_postgres, "releases", held)
+    else:
+        await write_graph_batch(clean_neo4j, "releases", held)
+    unchanged = [record_item_bytes(m.id, m.sha256, b"null") for m in held[:8]]  # 9 and 10 are gone
+    done = ExtractionComplete(type="releases", version=V2, record_counts={"releases": 8}).to_bytes()
+    await publish(broker, "releases", [records_body("releases", V2, unchanged), done])
+
+    connection = await new_connection()
+    if consumer_name == "tableinator":
+        consumer = await started(build_tableinator(clean_postgres, connection, pg_settings()))
+
+        async def ids() -> list[int]:
+            async with clean_postgres.connection() as conn:
+                cur = await conn.execute("SELECT id FROM releases ORDER BY id")
+                return [r["id"] for r in await cur.fetchall()]
+    else:
+        consumer = await started(build_graphinator(clean_neo4j, connection, neo_settings()))
+
+        async def ids() -> list[int]:
+            records, _, _ = await clean_neo4j.execute_query("MATCH (r:Release) RETURN r.id AS id ORDER BY id")
+            return [r["id"] for r in records]
+
+    try:
+        await eventually(
+            lambda: _true(f"extraction_complete:{V2}" in consumer.stats["releases"].completed_versions),
+            what="the hook",
+        )
+    finally:
+        await consumer.stop()
+        await connection.close()
+    assert consumer.stats["releases"].unchanged == 8
+    assert await ids() == list(range(1, 9))
+
+
 async def test_shutdown_flushes_and_acks_pending_records(broker: Any, clean_postgres: Pool) -> None:
     await publish(
         broker, "releases", [message("releases", synthetic_release(i)).to_bytes() for i in range(1, 6)]
