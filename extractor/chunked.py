@@ -7,12 +7,17 @@ file order, with a bounded number of chunks in flight (constant memory). lxml al
 16,000 releases/s on one core, so one process cannot feed a 15,000/s pipeline once normalising and
 hashing are added.
 
-Cutting at `</release>` is only safe where a record's tag never nests: artists, masters and
-releases. Labels (a `<label>` inside `<sublabels>`) and anything unusual in the prolog (a DOCTYPE
-that could declare entities, an encoding other than UTF-8) use the serial parser. A cut is never
-made inside a CDATA section or a comment. A chunk that is not well formed, a truncated gzip
-stream or content after the last record other than the root's closing tag fails the file with
-`DumpCorruptError`, after every record of the chunks before it was yielded.
+Artists, masters and releases are cut at their record's closing tag, which never nests. A label's
+does (a `<label>` inside `<sublabels>`), so labels are cut where the depth of `<label>` tags
+returns to zero. A cut is never made inside a CDATA section or a comment. Only a file with an
+unusual prolog (a DOCTYPE that could declare entities, an encoding other than UTF-8) is read by
+the serial parser, even on one worker, so every dump's records are cut and hashed the same way
+(the raw hashes of extractor.baseline depend on it). In a chunk that is not well formed each record is parsed
+alone: one whose XML is broken comes back malformed (dead-lettered with the parser's message and
+its raw XML) and the rest of the file continues. Only where records cannot be told apart safely
+(a chunk holding CDATA, comments or processing instructions) does a broken chunk fail the file,
+as do a truncated gzip stream and content after the last record other than the root's closing
+tag: `DumpCorruptError`, after every record of the chunks before it was yielded.
 
 Records come back without the `record` dict (the canonical JSON bytes and the hash are there):
 the publisher needs only those, and unpickling every record's dict would cost the parent process
@@ -41,7 +46,6 @@ from extractor.baseline import Baseline, raw_hash
 from extractor.normalize import NORMALIZERS, RECORD_TAGS, MalformedRecordError, raw_record_id, record_json
 from extractor.parser import DumpCorruptError, ParsedRecord, describe_error, iter_records, open_dump
 
-SPLITTABLE: Final = frozenset(("artists", "masters", "releases"))
 CHUNK_BYTES: Final = 1 << 20
 _READ_BYTES: Final = 1 << 20
 _RAW_CAP: Final = 64 * 1024
@@ -53,6 +57,14 @@ _ROOT_OPEN: Final = re.compile(rb"<([A-Za-z_][\w.-]*)(\s[^>]*)?>")
 ChunkRecord = tuple[int | None, str | None, bytes | None, str | None, bytes | None, str | None, bytes | None]
 _ID_IN_START_TAG: Final = re.compile(rb'\sid="(\d{1,18})"')  # <release id="1" ...>, <master id="1">
 _ID_CHILD: Final = re.compile(rb"<id>(\d{1,18})</id>")  # <artist><id>1</id>: its first id element
+# What a label record's boundaries depend on: its own tags (a `<label>` also stands for a sublabel
+# inside a record, so only depth tells a record's end), and the comments, CDATA and processing
+# instructions a tag-like text could hide in. A bare `<!` or `<?` is one not terminated yet.
+_LABEL_TOKEN: Final = re.compile(
+    rb"<!--.*?-->|<!\[CDATA\[.*?\]\]>|<\?.*?\?>|<[!?]"
+    rb"|<(/?)label(?:\s+[^\s=/>]+\s*=\s*(?:\"[^\"]*\"|'[^']*'))*\s*(/?)>",
+    re.DOTALL,
+)
 
 
 def _die_with_parent() -> None:
@@ -86,7 +98,7 @@ def parse_chunk(
         return _parse(data_type, root_open, root_close, chunk, None)
     hashes = [raw_hash(piece) for piece in pieces]
     if baseline is None:
-        return _parse(data_type, root_open, root_close, chunk, hashes)
+        return _parse_isolating(data_type, root_open, root_close, chunk, pieces, hashes), None
     known = _open_baseline(baseline, data_type)
     out: list[ChunkRecord | None] = []
     changed: list[bytes] = []
@@ -100,14 +112,40 @@ def parse_chunk(
             changed.append(piece)
             changed_hashes.append(digest)
     if changed:
-        end_tag = b"</" + RECORD_TAGS[data_type].encode() + b">"
+        end_tag = _end_tag(data_type)
         subset = end_tag.join(changed) + end_tag
-        parsed, error = _parse(data_type, root_open, root_close, subset, changed_hashes)
-        if error is not None or len(parsed) != len(changed):
-            return _parse(data_type, root_open, root_close, chunk, None)  # the whole chunk decides
+        parsed = _parse_isolating(data_type, root_open, root_close, subset, changed, changed_hashes)
+        if len(parsed) != len(changed):  # not one record per piece: the whole chunk decides
+            return _parse_isolating(data_type, root_open, root_close, chunk, pieces, hashes), None
         rest = iter(parsed)
         return [rec if rec is not None else next(rest) for rec in out], None
     return [rec for rec in out if rec is not None], None
+
+
+def _parse_isolating(
+    data_type: str,
+    root_open: bytes,
+    root_close: bytes,
+    chunk: bytes,
+    pieces: list[bytes],
+    hashes: list[bytes],
+) -> list[ChunkRecord]:
+    """`_parse` of the whole chunk; when it is not well formed, of each record alone, so a record
+    whose XML is broken (an undefined entity, a control character, a mis-nested tag) becomes a
+    malformed record with the parser's message and its raw XML, and the others land."""
+    records, error = _parse(data_type, root_open, root_close, chunk, hashes)
+    if error is None:
+        return records
+    end_tag = _end_tag(data_type)
+    out: list[ChunkRecord] = []
+    for piece, digest, rid in zip(pieces, hashes, _raw_ids(data_type, pieces), strict=True):
+        parsed, problem = _parse(data_type, root_open, root_close, piece + end_tag, [digest])
+        if problem is None:
+            out.extend(parsed)
+        else:
+            raw = (piece.lstrip() + end_tag)[:_RAW_CAP]
+            out.append((None, None, None, problem, raw, repr(None if rid is None else str(rid)), None))
+    return out
 
 
 def _parse(
@@ -146,8 +184,43 @@ def split_records(data_type: str, chunk: bytes) -> list[bytes] | None:
     loop cost more (`parse_chunk` 91.9 against 86.5 µs per release, 12.8 against 12.1 per artist)."""
     if b"<!" in chunk or b"<?" in chunk:
         return None
-    pieces = chunk.split(b"</" + RECORD_TAGS[data_type].encode() + b">")
+    if data_type == "labels":
+        ends, plain = _label_ends(chunk)
+        if not plain:
+            return None
+        starts = [0, *(end for _, end in ends)]
+        pieces = [chunk[start:close] for start, (close, _) in zip(starts, ends, strict=False)]
+        return pieces if not chunk[starts[-1] :].strip() else None
+    pieces = chunk.split(_end_tag(data_type))
     return pieces if not pieces.pop().strip() else None
+
+
+def _label_ends(buf: bytes | bytearray) -> tuple[list[tuple[int, int]], bool]:
+    """Where each label record in `buf` ends (`buf` starts between two records): the span of its
+    closing tag, or of a self-closing `<label/>` record. Nested labels open and close inside their
+    record, so depth counting tells the ends apart. The flag is False when a comment, CDATA, a
+    processing instruction or a self-closing record was met: the text between two ends is then
+    not one record's raw XML. The scan stops at a comment or CDATA not terminated in `buf`."""
+    ends: list[tuple[int, int]] = []
+    plain = True
+    depth = 0
+    for token in _LABEL_TOKEN.finditer(buf):
+        close, empty = token.group(1), token.group(2)
+        if close is None:  # a comment, CDATA or processing instruction
+            plain = False
+            if token.end() - token.start() == 2:
+                break
+        elif close:
+            depth -= 1
+            if depth == 0:
+                ends.append(token.span())
+        elif empty:
+            if depth == 0:
+                ends.append(token.span())
+                plain = False
+        else:
+            depth += 1
+    return ends, plain
 
 
 def _raw_ids(data_type: str, pieces: list[bytes]) -> list[int | None]:
@@ -206,10 +279,23 @@ def _prolog(head: bytes) -> tuple[int, bytes, bytes] | None:
     return match.end(), match.group(0), b"</" + match.group(1) + b">"
 
 
-def _safe_cut(buf: bytes | bytearray, end_tag: bytes, limit: int) -> int:
-    """The end of the last record closing tag in buf[:limit] that is outside CDATA and comments;
-    0 when there is none."""
-    stop = limit
+def _end_tag(data_type: str) -> bytes:
+    return b"</" + RECORD_TAGS[data_type].encode() + b">"
+
+
+def _record_cut(data_type: str, buf: bytes | bytearray) -> int:
+    """The end of the last whole record in `buf` (which starts between two records); 0 when there
+    is none."""
+    if data_type == "labels":
+        ends, _ = _label_ends(buf)
+        return ends[-1][1] if ends else 0
+    return _safe_cut(buf, _end_tag(data_type))
+
+
+def _safe_cut(buf: bytes | bytearray, end_tag: bytes) -> int:
+    """The end of the last `end_tag` in `buf` that is outside CDATA and comments (a record's tag
+    that never nests); 0 when there is none."""
+    stop = len(buf)
     while True:
         at = buf.rfind(end_tag, 0, stop)
         if at < 0:
@@ -227,12 +313,11 @@ def iter_records_parallel(
     path: Path, data_type: str, *, skip: int = 0, workers: int = 0, baseline: Path | None = None
 ) -> Iterator[ParsedRecord]:
     """`iter_records` on `workers` processes (0 = one per core); falls back to the serial parser
-    for labels, a single worker, or a prolog it does not handle. `baseline`: as for iter_records."""
+    for a prolog it does not handle. `baseline`: as for iter_records."""
     path = Path(path)
+    if data_type not in RECORD_TAGS:
+        raise ValueError(f"unknown data type {data_type!r}")
     workers = workers or os.cpu_count() or 1
-    if data_type not in SPLITTABLE or workers < 2:
-        yield from iter_records(path, data_type, skip=skip, baseline=baseline)
-        return
     stream, counter = open_dump(path)
     try:
         try:
@@ -255,7 +340,7 @@ def iter_records_parallel(
 
 
 def _chunks(
-    path: Path, stream: Any, counter: Any, buf: bytearray, end_tag: bytes, ordinal: list[int]
+    path: Path, stream: Any, counter: Any, buf: bytearray, data_type: str, ordinal: list[int]
 ) -> Iterator[tuple[bytes, int]]:
     """(chunk of whole records, compressed bytes read so far); the rest after the last record is
     left in `buf`. Raises DumpCorruptError for a stream that cannot be read to its end."""
@@ -264,7 +349,7 @@ def _chunks(
         try:
             data = stream.read(_READ_BYTES)
         except (EOFError, OSError, zlib.error) as exc:
-            cut = _safe_cut(buf, end_tag, len(buf))
+            cut = _record_cut(data_type, buf)
             if cut:  # the whole records read before the damage still count
                 yield bytes(buf[:cut]), counter.count
                 del buf[:cut]
@@ -275,7 +360,7 @@ def _chunks(
             eof = True
         if len(buf) < CHUNK_BYTES and not eof:
             continue
-        cut = _safe_cut(buf, end_tag, len(buf))
+        cut = _record_cut(data_type, buf)
         if cut:
             yield bytes(buf[:cut]), counter.count
             del buf[:cut]
@@ -294,7 +379,6 @@ def _run(
     known: str | None,
 ) -> Iterator[ParsedRecord]:
     tag = RECORD_TAGS[data_type].encode()
-    end_tag = b"</" + tag + b">"
     buf = bytearray(rest)
     ordinal = [0]  # records yielded or skipped so far (shared with _chunks for error messages)
     # fork is fast (the parse worker process that runs this is single-threaded until it first
@@ -323,7 +407,7 @@ def _run(
                         error = f"{problem} (record #{n}, raw id {raw_id})"
                         yield ParsedRecord(n, offset, None, None, None, error=error, raw=raw)
 
-        chunks = _chunks(path, stream, counter, buf, end_tag, ordinal)
+        chunks = _chunks(path, stream, counter, buf, data_type, ordinal)
         while True:
             try:
                 chunk, offset = next(chunks)

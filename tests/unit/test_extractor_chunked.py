@@ -7,10 +7,12 @@ import gzip
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 
 import extractor.chunked as chunked
 from common.messages import parse_pipeline_message, records_count_hint
+from extractor.baseline import IndexWriter
 from extractor.chunked import iter_records_parallel
 from extractor.parser import DumpCorruptError, ParsedRecord, iter_records
 from extractor.worker import MessageBuilder, produce
@@ -113,7 +115,6 @@ def test_truncated_gzip_yields_whole_chunks_then_fails(tmp_path: Path) -> None:
     [
         ('<release id="9"><title>cut', "truncated record"),
         ("<release id='9'><title>x</title></release>", "unexpected content"),  # no root close
-        ("<release id='9'><title>x</titel></release></releases>", "not well formed"),
     ],
 )
 def test_broken_end_fails_the_file(tmp_path: Path, tail: str, why: str) -> None:
@@ -126,12 +127,107 @@ def test_broken_end_fails_the_file(tmp_path: Path, tail: str, why: str) -> None:
         list(iter_records(path, "releases"))
 
 
+def _label(i: int, extra: str = "") -> str:
+    """A current-layout label; some with sublabels (nested `<label>` elements) and a parent."""
+    subs = "".join(f'<label id="{i * 10 + k}">Sub {i}.{k} &amp; co</label>' for k in range(i % 3))
+    return (
+        f"<label><id>{i}</id><name>Label {i} &amp; co &#233;</name>{extra}"
+        + (f"<sublabels>{subs}</sublabels>" if subs else "")
+        + (f'<parentLabel id="{i - 1}">Label {i - 1}</parentLabel>' if i > 1 else "")
+        + "</label>\n"
+    )
+
+
+RECORD = {"releases": _release, "labels": _label}
+
+
+def _gz_dump(path: Path, data_type: str, records: list[str]) -> Path:
+    path.write_bytes(gzip.compress((f"<{data_type}>\n" + "".join(records) + f"</{data_type}>\n").encode()))
+    return path
+
+
 @pytest.mark.usefixtures("small_chunks")
-def test_broken_xml_mid_file_stops_at_the_broken_chunk(tmp_path: Path) -> None:
+def test_labels_are_cut_at_record_ends_never_inside_sublabels(tmp_path: Path) -> None:
+    records = []
+    for i in range(1, 401):
+        extra = ""
+        if i % 50 == 7:
+            extra = "<profile><![CDATA[ </label></sublabels><label> ]]></profile>"
+        elif i % 50 == 19:
+            extra = "<!-- </label><label> -->"
+        elif i % 50 == 24:  # an empty sublabel, and a `>` and `/` inside an attribute value
+            extra = '<sublabels><label id="9"/><label id="8" note="a>b/">X</label></sublabels>'
+        elif i % 50 == 31:
+            extra = "<profile>" + "long text " * 600 + "</profile>"  # bigger than a chunk
+        records.append(_label(i, extra))
+        if i % 97 == 0:
+            records.append("<label/>\n" if i % 2 else "<label><name>no id</name></label>\n")  # malformed
+    path = _gz_dump(tmp_path / "discogs_20261101_labels.xml.gz", "labels", records)
+    parsed = _same(path, "labels")
+    assert [r.id for r in parsed if r.error is None] == list(range(1, 401))
+    assert sum(r.error is not None for r in parsed) == 4
+    assert [s["id"] for s in orjson.loads(parsed[23].json or b"{}")["sublabels"]] == [9, 8]
+    _same(path, "labels", skip=123)
+
+
+BROKEN_XML = {  # each damages the record's own name or title only
+    "mis-nested tag": lambda r: r.replace(" &amp; co", " <b>co</i>", 1),
+    "undefined entity": lambda r: r.replace("&amp; co", "&nosuch; co", 1),
+    "control character": lambda r: r.replace(" co ", " co \x07 ", 1),
+}
+
+
+@pytest.mark.usefixtures("small_chunks")
+@pytest.mark.parametrize("damage", BROKEN_XML.values(), ids=BROKEN_XML.keys())
+@pytest.mark.parametrize("with_baseline", [False, True], ids=["full", "against-baseline"])
+@pytest.mark.parametrize("data_type", ["releases", "labels"])
+def test_a_record_whose_xml_is_broken_is_dead_lettered_and_the_rest_lands(
+    tmp_path: Path, damage: Any, with_baseline: bool, data_type: str
+) -> None:
+    records = [RECORD[data_type](i) for i in range(1, 3000)]
+    clean = _gz_dump(tmp_path / "clean.xml.gz", data_type, records[:1500] + records[1501:])
+    expected = [(r.id, r.sha256) for r in iter_records(clean, data_type)]
+    baseline = None
+    if with_baseline:  # the broken record changed since the last version; its chunk neighbours did not
+        baseline = tmp_path / "index"
+        writer = IndexWriter(baseline, data_type)
+        for rec in iter_records_parallel(_gz_dump(tmp_path / "v1.xml.gz", data_type, records), data_type):
+            assert rec.id is not None and rec.sha256 is not None
+            writer.add(rec.id, rec.raw_hash, rec.sha256)
+        assert writer.finish()
+    records[1500] = damage(records[1500])
+    path = _gz_dump(tmp_path / "r.xml.gz", data_type, records)
+
+    out = list(iter_records_parallel(path, data_type, workers=2, baseline=baseline))
+
+    assert [r.ordinal for r in out] == list(range(1, 3000))  # nothing lost, nothing twice
+    bad = out[1500]
+    assert bad.id is None and bad.error is not None and bad.raw is not None
+    assert bad.error.startswith("XML is not well formed") and "(record #1501, raw id '1501')" in bad.error
+    assert bad.raw == records[1500].strip().encode()
+    good = [r for r in out if r.error is None]
+    assert [(r.id, r.sha256) for r in good] == expected
+    assert sum(r.unchanged for r in good) == (2998 if with_baseline else 0)
+
+
+def test_the_serial_parser_still_fails_a_file_with_a_broken_record(tmp_path: Path) -> None:
+    """Only a dump whose prolog the chunks do not handle (a DOCTYPE, an encoding other than UTF-8)
+    is read by the serial parser, which cannot step over broken XML."""
+    records = [_release(i) for i in range(1, 10)]
+    records[4] = BROKEN_XML["undefined entity"](records[4])
+    path = _gz_dump(tmp_path / "r.xml.gz", "releases", records)
+    with pytest.raises(DumpCorruptError, match="not well formed"):
+        list(iter_records(path, "releases"))
+    assert sum(r.error is not None for r in iter_records_parallel(path, "releases", workers=2)) == 1
+
+
+@pytest.mark.usefixtures("small_chunks")
+def test_a_broken_chunk_whose_records_cannot_be_told_apart_fails_the_file(tmp_path: Path) -> None:
+    """A comment in the chunk means a `</release>` in the text may not end a record: no split, so
+    the broken chunk fails the file after every record before it."""
     records = [_release(i) for i in range(1, 3000)]
-    records[1500] = records[1500].replace("</title>", "</titel>")  # not well formed
-    path = tmp_path / "r.xml.gz"
-    path.write_bytes(gzip.compress(("<releases>\n" + "".join(records) + "</releases>\n").encode()))
+    records[1500] = records[1500].replace("</title>", "</titel><!-- x -->")
+    path = _gz_dump(tmp_path / "r.xml.gz", "releases", records)
     seen: list[int] = []
     with pytest.raises(DumpCorruptError) as info:
         seen.extend(r.ordinal for r in iter_records_parallel(path, "releases", workers=2))
