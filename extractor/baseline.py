@@ -17,7 +17,9 @@ little more than reading the file, and the consumers little more than a bump per
 An index is not written when a file is resumed mid-way (the records before the checkpoint are
 not parsed again) or when its ids are not ascending; the next version then publishes that type in
 full, which is always correct, only slower. A change of the normalised form bumps
-`NORMALIZER_VERSION`, which makes older indexes unusable for the same reason.
+`NORMALIZER_VERSION`, and a change of what graphinator makes of a record bumps `GRAPH_MODEL`
+(common.writes): either makes older indexes unusable, so the next version arrives in full and
+every stored record is rewritten in the new form.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from typing import Any, Final
 import orjson
 
 from common.logging import get_logger
+from common.writes import GRAPH_MODEL
 from extractor.normalize import NORMALIZER_VERSION
 from extractor.state import StateStore, marked_versions
 
@@ -99,7 +102,12 @@ class IndexWriter:
             return False
         for part, final in zip(self._part, self._final, strict=False):
             os.replace(part, final)
-        meta = {"format": INDEX_FORMAT, "normalizer": NORMALIZER_VERSION, "count": self.count}
+        meta = {
+            "format": INDEX_FORMAT,
+            "normalizer": NORMALIZER_VERSION,
+            "graph_model": GRAPH_MODEL,
+            "count": self.count,
+        }
         tmp = self._final[2].with_name(self._final[2].name + ".part")
         tmp.write_bytes(orjson.dumps(meta))
         os.replace(tmp, self._final[2])
@@ -145,7 +153,12 @@ def _usable(directory: Path, data_type: str) -> bool:
         meta = orjson.loads(_paths(directory, data_type)[2].read_bytes())
     except (OSError, orjson.JSONDecodeError):
         return False
-    return bool(meta.get("format") == INDEX_FORMAT and meta.get("normalizer") == NORMALIZER_VERSION)
+    return bool(
+        meta.get("format") == INDEX_FORMAT
+        and meta.get("normalizer") == NORMALIZER_VERSION
+        # indexes written before the field existed were all made under model 1
+        and meta.get("graph_model", 1) == GRAPH_MODEL
+    )
 
 
 def find_baseline(data_dir: Path, version: str, data_type: str) -> Path | None:

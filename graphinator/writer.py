@@ -42,13 +42,14 @@ statement per batch MERGEs the nodes, MERGEs every distinct target (stub, genre,
 sorted key order, and CREATEs the owned edges by position in those node lists (no index lookup per
 edge). The hash check and the writes happen in the same transaction: an unchanged sha256 only bumps
 `dump_version`; a changed record's owned relationships are deleted and re-created. So are those of
-an unchanged record written by an older GRAPH_MODEL: a new version of this mapping reaches every
-stored record the next time its message arrives (the next dump version, or at once with `python -m
-extractor --reprocess`). One shortcut: a changed record of the current GRAPH_MODEL whose mapping
-makes exactly the relationships its stored `links_hash` stands for (most edits touch a title, notes
-or a tracklist, not the credits) only gets its properties set; its edges stay as they are, element
-ids included. The hash covers every relationship row: targets, the names a stub would get, edge
-properties. A node without one (written before it existed) is rebuilt.
+an unchanged record written by an older GRAPH_MODEL (common.writes): a new version of this mapping
+reaches every stored record the next time its message arrives in full (the next dump version, which
+the extractor then publishes in full, or at once with `python -m extractor --reprocess`).
+One shortcut: a changed record of the current GRAPH_MODEL whose mapping makes exactly the
+relationships its stored `links_hash` stands for (most edits touch a title, notes or a tracklist,
+not the credits) only gets its properties set; its edges stay as they are, element ids included.
+The hash covers every relationship row: targets, the names a stub would get, edge properties. A
+node without one (written before it existed) is rebuilt.
 A record the check found absent but another transaction (a second batch in flight, another
 replica) created meanwhile is not written twice: MERGE waits for that commit, the same hash counts
 as unchanged, another hash retries the batch (ConcurrentWriteError).
@@ -82,17 +83,12 @@ from neo4j import AsyncDriver, AsyncManagedTransaction, unit_of_work
 from common.logging import get_logger
 from common.messages import RecordMessage
 from common.raw_messages import RawRecord
-from common.writes import WriteResult, latest_per_id, unchanged_item_refusal
+from common.writes import GRAPH_MODEL, WriteResult, latest_per_id, unchanged_item_refusal
 
 log = get_logger(__name__)
 
 # Smallest part worth its own transaction when a batch is split for parallel writes.
 _MIN_PART: Final = 100
-
-# The version of the mapping below (records -> nodes, properties, relationships). Raise it with any
-# change of what a record writes: nodes of an older model are rewritten even when their sha256 is
-# unchanged (the hash covers the record, not what this code makes of it).
-GRAPH_MODEL: Final = 1
 
 LABELS: Final = {"artists": "Artist", "labels": "Label", "masters": "Master", "releases": "Release"}
 

@@ -12,9 +12,8 @@ from neo4j import AsyncDriver, AsyncManagedTransaction
 from structlog.testing import capture_logs
 
 from common.raw_messages import decode_message
-from common.writes import WriteResult
+from common.writes import GRAPH_MODEL, WriteResult
 from graphinator.writer import (
-    GRAPH_MODEL,
     ConcurrentWriteError,
     format_strings,
     remove_stale,

@@ -16,9 +16,10 @@ import pytest
 import extractor.baseline as baseline_mod
 import extractor.chunked as chunked
 from common.messages import parse_pipeline_message
+from common.writes import GRAPH_MODEL
 from extractor.baseline import Baseline, IndexWriter, find_baseline, index_dir, prune_indexes, raw_hash
 from extractor.chunked import _raw_ids, iter_records_parallel, split_records
-from extractor.normalize import NORMALIZER_VERSION, RECORD_TAGS
+from extractor.normalize import RECORD_TAGS
 from extractor.parser import ParsedRecord, iter_records
 from extractor.state import StateStore
 from extractor.worker import produce
@@ -104,12 +105,27 @@ def test_the_baseline_is_the_newest_completed_version_only(tmp_path: Path) -> No
     assert sorted(p.name for p in (tmp_path / "index").iterdir()) == ["20260201", "20260301"]
 
 
-def test_an_index_of_another_normaliser_is_not_used(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("version", ["NORMALIZER_VERSION", "GRAPH_MODEL"])
+def test_an_index_of_another_normaliser_or_graph_model_is_not_used(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, version: str
+) -> None:
+    """After an upgrade that changes either, the next dump version is published in full, so every
+    stored record is written again in the new form (unchanged items could not rewrite it)."""
     _index(index_dir(tmp_path, "20260101"), "masters", SAMPLES / "discogs_20200806_masters.xml.gz")
     _complete(tmp_path, "20260101")
     assert find_baseline(tmp_path, "20260201", "masters") is not None
-    monkeypatch.setattr(baseline_mod, "NORMALIZER_VERSION", NORMALIZER_VERSION + 1)
+    monkeypatch.setattr(baseline_mod, version, getattr(baseline_mod, version) + 1)
     assert find_baseline(tmp_path, "20260201", "masters") is None
+
+
+def test_an_index_from_before_the_graph_model_was_recorded_counts_as_model_1(tmp_path: Path) -> None:
+    _index(index_dir(tmp_path, "20260101"), "masters", SAMPLES / "discogs_20200806_masters.xml.gz")
+    _complete(tmp_path, "20260101")
+    meta_path = index_dir(tmp_path, "20260101") / "masters.json"
+    meta = orjson.loads(meta_path.read_bytes())
+    assert meta.pop("graph_model") == GRAPH_MODEL == 1
+    meta_path.write_bytes(orjson.dumps(meta))
+    assert find_baseline(tmp_path, "20260201", "masters") == index_dir(tmp_path, "20260101")
 
 
 def test_split_records_cuts_at_end_tags_and_refuses_unsafe_chunks() -> None:
