@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
@@ -46,6 +47,7 @@ class FileRequest:
     name: str
     status: int
     range: str | None
+    at: float = field(default_factory=time.monotonic)  # when it was answered
 
 
 @dataclass

@@ -188,6 +188,33 @@ async def test_a_dlq_deleted_while_the_consumer_runs_still_takes_the_dead_letter
     assert await queue_depth(broker, "tableinator.releases") == 0
 
 
+async def test_a_message_the_broker_dead_letters_lands_only_in_that_consumers_dlq(broker: Any) -> None:
+    """Pipeline weakness 9: each record queue dead-letters into its own DLQ, so a message one
+    consumer rejects never reaches the other's DLQ, and the other consumer still has its copy."""
+    body = message("releases", synthetic_release(7)).to_bytes()
+    await publish(broker, "releases", [body])
+    channel = await broker.channel()
+    try:
+        queue = await channel.declare_queue("graphinator.releases", passive=True)
+        delivery = await queue.get(fail=False, timeout=5)
+        assert delivery is not None
+        await delivery.reject(requeue=False)
+    finally:
+        await channel.close()
+    dlq = "graphinator.releases.dlq"
+    await eventually(lambda: _equals(queue_depth(broker, dlq), 1), what="the dead letter")
+    [dead] = await drain(broker, dlq)
+    assert dead.body == body
+    deaths = (dead.headers or {})["x-death"]
+    assert isinstance(deaths, list) and len(deaths) == 1
+    death = deaths[0]
+    assert isinstance(death, dict)
+    assert (death["queue"], death["reason"]) == ("graphinator.releases", "rejected")
+    assert await queue_depth(broker, "tableinator.releases.dlq") == 0
+    [copy] = await drain(broker, "tableinator.releases")
+    assert copy.body == body
+
+
 async def test_publish_routed_declares_a_missing_queue_again_and_raises_when_still_unroutable(
     broker: Any,
 ) -> None:

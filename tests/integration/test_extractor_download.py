@@ -142,6 +142,10 @@ async def test_429_with_retry_after_is_honoured(client: httpx.AsyncClient, tmp_p
         await fetch(client, host, name, dest, files[name])
         assert dest.read_bytes() == files[name]
         assert host.statuses(name) == [429, 429, 503, 200]
+        # The next request waits the 1 s the host asked for, far longer than the 0.05 s back-off
+        # the 503 gets: a lower bound, which a slow machine can only make longer.
+        at = [r.at for r in host.requests if r.name == name]
+        assert at[1] - at[0] >= 0.95 and at[2] - at[1] >= 0.95
 
 
 async def test_retry_after_longer_than_allowed_fails(client: httpx.AsyncClient, tmp_path: Path) -> None:

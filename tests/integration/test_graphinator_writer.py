@@ -230,6 +230,20 @@ async def test_artists_labels_masters_and_stub_filling(clean_neo4j: AsyncDriver)
     assert [s["s"] for s in styles] == ["Baroque", "Cantata", "Mass"]
 
 
+async def test_part_of_comes_only_from_records_with_one_genre(clean_neo4j: AsyncDriver) -> None:
+    """Pipeline weakness 14: a record with two genres says nothing about which genre its styles
+    belong to, so it links its genres and styles but makes no PART_OF."""
+    two = changed(synthetic_release(1), genres=["Electronic", "Rock"], styles=["Breakbeat", "Punk"])
+    one = changed(synthetic_release(2), genres=["Jazz"], styles=["Bop", "Hard Bop"])
+    await write_batch(clean_neo4j, "releases", [message("releases", two), message("releases", one)])
+    tags = await q(clean_neo4j, "MATCH (:Release {id: 1})-[:IS]->(t) RETURN t.name AS name ORDER BY name")
+    assert [t["name"] for t in tags] == ["Breakbeat", "Electronic", "Punk", "Rock"]
+    part_of = await q(
+        clean_neo4j, "MATCH (s:Style)-[:PART_OF]->(g:Genre) RETURN s.name AS s, g.name AS g ORDER BY s"
+    )
+    assert part_of == [{"s": "Bop", "g": "Jazz"}, {"s": "Hard Bop", "g": "Jazz"}]
+
+
 async def test_redelivered_batch_changes_nothing(clean_neo4j: AsyncDriver) -> None:
     driver = clean_neo4j
     batch = [message("releases", RELEASE_1), message("releases", RELEASE_2)]
