@@ -1,4 +1,4 @@
-"""`python -m extractor [--source DIR] [--once] [--reprocess]`."""
+"""`python -m extractor [--source DIR | --source FILE [FILE ...]] [--once] [--reprocess]`."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from common.logging import configure_logging
+from extractor.discovery import version_of_files
 from extractor.service import serve
 from extractor.settings import ExtractorSettings
 
@@ -15,7 +16,12 @@ from extractor.settings import ExtractorSettings
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="extractor", description="Discogs dump extractor")
     parser.add_argument(
-        "--source", type=Path, default=None, help="local directory of discogs_YYYYMMDD_<type>.xml[.gz]"
+        "--source",
+        type=Path,
+        nargs="+",
+        default=None,
+        metavar="PATH",
+        help="a local directory of discogs_YYYYMMDD_<type>.xml[.gz], or such files of one version",
     )
     parser.add_argument(
         "--once", action="store_true", help="run one cycle, then exit (0 = version completed)"
@@ -32,10 +38,25 @@ def main(argv: list[str] | None = None) -> int:
     if args.data_dir is not None:
         settings.data_dir = args.data_dir
     configure_logging("extractor", settings.log_level, settings.log_format, settings.environment)
-    source = args.source if args.source is not None else settings.source_dir
-    if source is not None and not source.is_dir():
-        parser.error(f"--source {source} is not a directory")
-    return asyncio.run(serve(settings, source_dir=source, once=args.once, reprocess=args.reprocess))
+    sources: list[Path] = args.source or ([settings.source_dir] if settings.source_dir is not None else [])
+    source_dir: Path | None = None
+    source_files: list[Path] | None = None
+    if len(sources) == 1 and sources[0].is_dir():
+        source_dir = sources[0]
+    elif sources:
+        try:
+            version_of_files(sources)
+        except ValueError as exc:
+            parser.error(f"--source: {exc}")
+        source_files = sources
+    running = serve(
+        settings,
+        source_dir=source_dir,
+        source_files=source_files,
+        once=args.once,
+        reprocess=args.reprocess,
+    )
+    return asyncio.run(running)
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ and its CHECKSUM (Discogs writes CHECKSUM last: it marks the dump as finished).
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
@@ -120,6 +121,28 @@ def local_versions(source_dir: Path) -> dict[str, dict[str, Path]]:
         if current is None or path.name.endswith(".gz"):
             found[version][data_type] = path
     return found
+
+
+def version_of_files(paths: Sequence[Path]) -> tuple[str, dict[str, Path]]:
+    """The version and the files by type of dumps named one by one; ValueError says what is wrong
+    (a name that is not a dump's, a missing file, two files of a type, files of two versions)."""
+    files: dict[str, Path] = {}
+    versions: set[str] = set()
+    for path in paths:
+        if not path.exists():
+            raise ValueError(f"{path}: no such file or directory")
+        match = LOCAL_FILE.match(path.name)
+        if match is None or not path.is_file():
+            raise ValueError(f"{path}: not a dump file (discogs_YYYYMMDD_<type>.xml[.gz]) nor one directory")
+        version, data_type = match.group(1), match.group(2)
+        if data_type in files:
+            raise ValueError(f"{path}: a second {data_type} file (the first is {files[data_type]})")
+        versions.add(version)
+        files[data_type] = path
+    if len(versions) != 1:
+        listed = ", ".join(sorted(versions))
+        raise ValueError(f"the files are of {len(versions)} versions ({listed}): name one version's")
+    return versions.pop(), files
 
 
 def choose_local_version(source_dir: Path) -> tuple[str, dict[str, Path]] | None:

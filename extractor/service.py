@@ -1,7 +1,8 @@
 """The extractor service: find a dump version, download + verify it, parse + publish it, repeat.
 
 Modes: `source_dir` (a local directory of `discogs_YYYYMMDD_<type>.xml[.gz]`, the demo and the
-tests) or the dump host at `DISCOGS_DATA_URL`. `once` runs one cycle and returns whether the
+tests), `source_files` (such files named one by one, of one version) or the dump host at
+`DISCOGS_DATA_URL`. `once` runs one cycle and returns whether the
 version is completed; otherwise a new cycle runs every `CHECK_INTERVAL_HOURS`.
 """
 
@@ -11,6 +12,7 @@ import asyncio
 import contextlib
 import shutil
 import signal
+from collections.abc import Sequence
 from pathlib import Path
 
 import httpx
@@ -20,7 +22,7 @@ from common.errors import ServiceUnavailableError
 from common.health import HealthServer
 from common.logging import get_logger
 from common.retry import connect_with_retry, event_set_within
-from extractor.discovery import choose_local_version, choose_version, discover
+from extractor.discovery import choose_local_version, choose_version, discover, version_of_files
 from extractor.download import DownloadError, download_file, fetch_checksums
 from extractor.fast_publisher import FastPublisher
 from extractor.http import RetryBudgetExceededError
@@ -39,11 +41,13 @@ class ExtractorService:
         settings: ExtractorSettings,
         *,
         source_dir: Path | None = None,
+        source_files: Sequence[Path] | None = None,
         once: bool = False,
         reprocess: bool = False,
     ) -> None:
         self.settings = settings
         self.source_dir = source_dir if source_dir is not None else settings.source_dir
+        self.source_files = list(source_files) if source_files else None
         self.once = once
         # Extract the first chosen version again even if its marker says completed (once).
         self._reprocess = reprocess
@@ -115,6 +119,8 @@ class ExtractorService:
     # --- one cycle ---------------------------------------------------------------------------
 
     async def cycle(self) -> bool:
+        if self.source_files is not None:
+            return await self._cycle_files(self.source_files)
         if self.source_dir is not None:
             return await self._cycle_local(self.source_dir)
         return await self._cycle_remote()
@@ -124,10 +130,20 @@ class ExtractorService:
         if chosen is None:
             log.warning("no_dump_in_source_dir", source_dir=str(source_dir))
             return False
-        version, files = chosen
-        log.info("version_chosen", version=version, source=str(source_dir), types=sorted(files))
+        return await self._run_local(*chosen, source=str(source_dir))
+
+    async def _cycle_files(self, paths: list[Path]) -> bool:
+        try:
+            version, files = version_of_files(paths)
+        except ValueError as exc:  # checked at start; a file can still vanish before a later cycle
+            log.error("source_files_unusable", error=str(exc))
+            return False
+        return await self._run_local(version, files, source=", ".join(str(p) for p in paths))
+
+    async def _run_local(self, version: str, files: dict[str, Path], source: str) -> bool:
+        log.info("version_chosen", version=version, source=source, types=sorted(files))
         self._restart_if_asked(version)
-        return await self._run_version(version, files, source=str(source_dir))
+        return await self._run_version(version, files, source=source)
 
     async def _cycle_remote(self) -> bool:
         s = self.settings
@@ -266,9 +282,16 @@ def prune_older_dumps(data_dir: Path, version: str) -> None:
 
 
 async def serve(
-    settings: ExtractorSettings, *, source_dir: Path | None, once: bool, reprocess: bool = False
+    settings: ExtractorSettings,
+    *,
+    source_dir: Path | None,
+    source_files: Sequence[Path] | None = None,
+    once: bool,
+    reprocess: bool = False,
 ) -> int:
-    service = ExtractorService(settings, source_dir=source_dir, once=once, reprocess=reprocess)
+    service = ExtractorService(
+        settings, source_dir=source_dir, source_files=source_files, once=once, reprocess=reprocess
+    )
     loop = asyncio.get_running_loop()
     main = asyncio.current_task()
 

@@ -252,6 +252,41 @@ MASTERS_WITH_BAD = """<masters>
 """
 
 
+async def run_cli(*args: str, env: dict[str, str], timeout: float = 240) -> tuple[int, str]:
+    """`python -m extractor ARGS`: its exit code and stderr."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "extractor",
+        *args,
+        cwd=REPO_ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    _, err = await asyncio.wait_for(proc.communicate(), timeout)
+    assert proc.returncode is not None
+    return proc.returncode, err.decode()
+
+
+async def test_dump_files_named_on_the_command_line_are_extracted(channel: Any, tmp_path: Path) -> None:
+    src = sample_source(tmp_path)
+    files = [str(src / "discogs_20200806_labels.xml.gz"), str(src / "discogs_20200806_masters.xml.gz")]
+    env = dict(os.environ, DATA_DIR=str(tmp_path / "data"), HEALTH_PORT=str(free_port()))
+    code, err = await run_cli("--once", "--source", *files, env=env)
+    assert code == 0, err[-3000:]
+    named = {"record": 1000, "file_complete": 1, "extraction_complete": 1}
+    for t in DATA_TYPES:
+        assert kinds_of(await drain(channel, f"graphinator.{t}")) == (
+            named if t in ("labels", "masters") else {}
+        )
+    # Files of two versions are refused before anything is read.
+    other = tmp_path / "discogs_20260101_artists.xml.gz"
+    shutil.copy(SAMPLES / "discogs_20200806_artists.xml.gz", other)
+    code, err = await run_cli("--once", "--source", *files, str(other), env=env, timeout=60)
+    assert code == 2 and "the files are of 2 versions (20200806, 20260101)" in err
+
+
 async def test_malformed_record_goes_to_both_dlqs_with_reason(channel: Any, tmp_path: Path) -> None:
     src = tmp_path / "src"
     src.mkdir()

@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
-from extractor.discovery import choose_local_version, choose_version, local_versions, parse_listing
+import pytest
+
+from extractor.discovery import (
+    choose_local_version,
+    choose_version,
+    local_versions,
+    parse_listing,
+    version_of_files,
+)
 from extractor.download import parse_checksums
 from extractor.http import retry_after_seconds
 
@@ -74,3 +83,27 @@ def test_retry_after() -> None:
     assert retry_after_seconds(None) is None
     assert retry_after_seconds("garbage") is None
     assert retry_after_seconds("Wed, 21 Oct 2015 07:28:00 GMT") == 0
+
+
+def test_files_named_one_by_one_make_one_version(tmp_path: Path) -> None:
+    releases = tmp_path / "discogs_20260101_releases.xml.gz"
+    labels = tmp_path / "discogs_20260101_labels.xml"
+    for path in (releases, labels):
+        path.write_bytes(b"")
+    assert version_of_files([releases, labels]) == ("20260101", {"releases": releases, "labels": labels})
+    other = tmp_path / "discogs_20260201_artists.xml.gz"
+    other.write_bytes(b"")
+    second = tmp_path / "b" / "discogs_20260101_releases.xml"
+    second.parent.mkdir()
+    second.write_bytes(b"")
+    notes = tmp_path / "notes.txt"
+    notes.write_bytes(b"")
+    problems = {
+        "no such file or directory": [tmp_path / "discogs_20260101_masters.xml.gz"],
+        "not a dump file": [notes],
+        "a second releases file": [releases, second],
+        "2 versions (20260101, 20260201)": [releases, other],
+    }
+    for problem, paths in problems.items():
+        with pytest.raises(ValueError, match=re.escape(problem)):
+            version_of_files(paths)
