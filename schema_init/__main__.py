@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import sys
 
+import psycopg
 from psycopg import AsyncConnection, sql
 from pydantic import Field
 
@@ -14,7 +15,7 @@ from common.errors import ServiceUnavailableError
 from common.logging import configure_logging, get_logger
 from common.retry import connect_with_retry
 from common.settings import BaseServiceSettings, ConnectRetrySettings, Neo4jSettings, PostgresSettings
-from schema_init.neo4j_schema import apply_neo4j_schema
+from schema_init.neo4j_schema import SchemaError, apply_neo4j_schema
 from schema_init.postgres_migrations import MigrationError, apply_migrations
 
 log = get_logger("schema_init")
@@ -62,8 +63,8 @@ def main() -> int:
     configure_logging("schema-init", settings.log_level, settings.log_format, settings.environment)
     try:
         asyncio.run(run(settings))
-    except (ServiceUnavailableError, MigrationError) as exc:
-        log.error("schema_init_failed", error=str(exc))
+    except (ServiceUnavailableError, MigrationError, SchemaError, psycopg.Error) as exc:
+        log.error("schema_init_failed", error=str(exc).strip())
         return 1
     log.info("schema_init_done")
     return 0

@@ -5,12 +5,18 @@ from __future__ import annotations
 from typing import Final
 
 from neo4j import AsyncDriver, AsyncSession
+from neo4j.exceptions import Neo4jError
 
 from common.logging import get_logger
 
 log = get_logger(__name__)
 
 ENTITY_LABELS: Final = ("Artist", "Label", "Master", "Release")
+
+
+class SchemaError(RuntimeError):
+    """A schema statement failed (e.g. a uniqueness constraint over nodes that break it)."""
+
 
 # Autocomplete: one full-text index per searchable type, so a type filter stays an index read.
 # Eventually consistent: a commit hands its Lucene updates to a background thread instead of
@@ -74,15 +80,16 @@ async def _drop_outdated_fulltext(session: AsyncSession) -> list[str]:
 async def apply_neo4j_schema(driver: AsyncDriver, database: str = "neo4j") -> int:
     """Create every constraint and index, wait for them to come online; return how many statements ran.
 
-    A failing statement raises: a half-built schema must not look like success.
+    A failing statement raises SchemaError: a half-built schema must not look like success.
     """
     async with driver.session(database=database) as session:
         await _drop_outdated_fulltext(session)
-        for statement in (*STATEMENTS, *FULLTEXT_STATEMENTS):
-            result = await session.run(statement)
-            await result.consume()
-        result = await session.run("CALL db.awaitIndexes(300)")
-        await result.consume()
+        for statement in (*STATEMENTS, *FULLTEXT_STATEMENTS, "CALL db.awaitIndexes(300)"):
+            try:
+                result = await session.run(statement)
+                await result.consume()
+            except Neo4jError as exc:
+                raise SchemaError(f"{statement.split(' IF NOT EXISTS')[0]} failed: {exc.message}") from exc
     count = len(STATEMENTS) + len(FULLTEXT_STATEMENTS)
     log.info("neo4j_schema_applied", statements=count)
     return count

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
+import sys
 from typing import Any
 
 import aio_pika
@@ -17,7 +19,7 @@ from common.errors import ServiceUnavailableError
 from common.settings import Neo4jSettings, PostgresSettings, RedisSettings
 from graphinator.writer import await_fulltext_refresh
 from schema_init.neo4j_schema import FULLTEXT_INDEXES, FULLTEXT_STATEMENTS, STATEMENTS, apply_neo4j_schema
-from tests.conftest import free_port
+from tests.conftest import REPO_ROOT, free_port
 
 pytestmark = pytest.mark.integration
 
@@ -51,6 +53,36 @@ async def fulltext_config(driver: AsyncDriver, name: str) -> dict[str, Any]:
     )
     assert len(records) == 1, f"{name} is missing"
     return {"state": records[0]["state"], **records[0]["config"]}
+
+
+async def test_schema_init_fails_with_one_clear_line_when_a_constraint_cannot_be_made(
+    neo4j_driver: AsyncDriver,
+) -> None:
+    """Two Style nodes of one name (written while the constraint was missing) make the unique
+    constraint fail: `python -m schema_init` exits 1 with the statement and Neo4j's reason in one
+    log line, no traceback."""
+    await neo4j_driver.execute_query("DROP CONSTRAINT style_name IF EXISTS")
+    await neo4j_driver.execute_query("CREATE (:Style {name: 'Twice Over'}), (:Style {name: 'Twice Over'})")
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "schema_init",
+            cwd=REPO_ROOT,
+            env=dict(os.environ, LOG_FORMAT="json"),
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+        )
+        out, _ = await asyncio.wait_for(proc.communicate(), 300)
+        output = out.decode()
+        assert proc.returncode == 1, output
+        [failed] = [line for line in output.splitlines() if "schema_init_failed" in line]
+        assert "CREATE CONSTRAINT style_name failed: Unable to create Constraint" in failed
+        assert "Twice Over" in failed  # Neo4j names the nodes that break it
+        assert "Traceback" not in output
+    finally:
+        await neo4j_driver.execute_query("MATCH (s:Style {name: 'Twice Over'}) DETACH DELETE s")
+        await apply_neo4j_schema(neo4j_driver)
 
 
 async def test_schema_init_rebuilds_a_fulltext_index_of_an_older_schema(neo4j_driver: AsyncDriver) -> None:
