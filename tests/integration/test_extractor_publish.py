@@ -554,6 +554,35 @@ async def test_service_downloads_verifies_and_publishes_then_picks_up_a_new_vers
     assert versions == {"20260901": 1000, "20261001": 1000}
 
 
+async def test_a_download_that_keeps_failing_leaves_the_version_incomplete_until_a_later_check(
+    channel: Any, tmp_path: Path
+) -> None:
+    """Pipeline weakness 3: a file whose download fails every attempt is marked failed with the
+    reason; nothing of the version is published and it is not completed; a later check, once the
+    host serves the file, downloads only that file and completes the version."""
+    async with DumpHost() as host:
+        host.add_version("20260901", host_version("20260901"))
+        name = "discogs_20260901_masters.xml.gz"
+        host.server_error(name, times=3)
+        s = settings(tmp_path, DISCOGS_DATA_URL=host.base_url, DOWNLOAD_BACKOFF=0.05, DOWNLOAD_ATTEMPTS=3)
+        store = StateStore(s.data_dir, "20260901")
+
+        assert await ExtractorService(s, once=True).run() != 0
+        state = store.load()
+        assert not state.completed
+        assert state.files["masters"].phase == "failed"
+        assert "503" in (state.files["masters"].error or "")
+        assert not list((s.data_dir / "20260901").glob("discogs_20260901_masters*"))
+        assert set((await counts(channel)).values()) == {0}  # nothing published
+        assert host.statuses("discogs_20260901_artists.xml.gz") == [200]  # downloaded before masters
+
+        assert await ExtractorService(s, once=True).run() == 0
+        assert store.load().completed
+        assert host.statuses(name) == [503, 503, 503, 200]
+        assert host.statuses("discogs_20260901_artists.xml.gz") == [200]  # kept, not fetched again
+    await every_sample_record_published(channel)
+
+
 @pytest.mark.parametrize("how", ["broker-closes", "socket-reset"])
 async def test_broker_connection_lost_mid_file_fails_it_and_the_rerun_loses_nothing(
     channel: Any, tmp_path: Path, how: str
