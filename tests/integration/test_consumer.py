@@ -506,6 +506,18 @@ async def test_a_record_too_big_to_write_in_time_is_dead_lettered_and_the_rest_l
     assert await queue_depth(broker, "graphinator.releases") == 0
 
 
+async def stop_after_extraction_complete(consumer: BatchConsumer, connection: Any, version: str) -> None:
+    """Wait until the consumer's extraction_complete hook of `version` has run, then stop it."""
+    try:
+        await eventually(
+            lambda: _true(f"extraction_complete:{version}" in consumer.stats["releases"].completed_versions),
+            what="the hook",
+        )
+    finally:
+        await consumer.stop()
+        await connection.close()
+
+
 async def test_extraction_complete_flushes_then_sweeps_stale_rows(broker: Any, clean_postgres: Pool) -> None:
     v1 = [message("releases", synthetic_release(i), V1).to_bytes() for i in range(1, 11)]
     v2 = [message("releases", synthetic_release(i), V2).to_bytes() for i in range(1, 9)]  # 9, 10 gone
@@ -516,14 +528,7 @@ async def test_extraction_complete_flushes_then_sweeps_stale_rows(broker: Any, c
     consumer = await started(
         build_tableinator(clean_postgres, connection, pg_settings(BATCH_SIZE=1000, BATCH_MAX_LATENCY=60))
     )
-    try:
-        await eventually(
-            lambda: _true(f"extraction_complete:{V2}" in consumer.stats["releases"].completed_versions),
-            what="the hook",
-        )
-    finally:
-        await consumer.stop()
-        await connection.close()
+    await stop_after_extraction_complete(consumer, connection, V2)
     state = await table_state(clean_postgres)
     assert [(rid, version) for rid, _, version in state] == [(i, V2) for i in range(1, 9)]
 
@@ -559,14 +564,7 @@ async def test_a_version_that_only_drops_records_of_a_type_still_sweeps_them(
             records, _, _ = await clean_neo4j.execute_query("MATCH (r:Release) RETURN r.id AS id ORDER BY id")
             return [r["id"] for r in records]
 
-    try:
-        await eventually(
-            lambda: _true(f"extraction_complete:{V2}" in consumer.stats["releases"].completed_versions),
-            what="the hook",
-        )
-    finally:
-        await consumer.stop()
-        await connection.close()
+    await stop_after_extraction_complete(consumer, connection, V2)
     assert consumer.stats["releases"].unchanged == 8
     assert await ids() == list(range(1, 9))
 
