@@ -475,6 +475,17 @@ class BatchConsumer:
 
     # ---- health ------------------------------------------------------------------------------
 
+    def consuming_check(self) -> ReadyCheck:
+        """/ready: every type's own consumer connection is up. The shared connection (checked as
+        "rabbitmq") can be fine while one type's connection is down and reconnecting."""
+
+        async def check() -> None:
+            down = [t for t, lane in self._lanes.items() if not lane.source.connected]
+            if down:
+                raise ConnectionError(f"not consuming {', '.join(down)} (reconnecting)")
+
+        return check
+
     def status(self) -> dict[str, Any]:
         def iso(ts: float | None) -> str | None:
             return datetime.fromtimestamp(ts, UTC).isoformat() if ts else None
@@ -982,7 +993,11 @@ async def serve_until_stopped(
         consumer.name,
         health_host,
         health_port,
-        ready_checks={**store_checks, "rabbitmq": amqp_check(connection)},
+        ready_checks={
+            **store_checks,
+            "rabbitmq": amqp_check(connection),
+            "consuming": consumer.consuming_check(),
+        },
         status=consumer.status,
         registry=consumer.registry,
     )

@@ -8,8 +8,10 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
+from urllib.parse import quote
 
 import aio_pika
+import httpx
 import orjson
 import pytest
 from neo4j import AsyncDriver
@@ -17,7 +19,13 @@ from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 from structlog.testing import capture_logs
 
-from common.amqp import DLQ_REASON_HEADER, declare_record_queues, open_confirming_channel, publish_routed
+from common.amqp import (
+    DATA_TYPES,
+    DLQ_REASON_HEADER,
+    declare_record_queues,
+    open_confirming_channel,
+    publish_routed,
+)
 from common.consumer import BatchConsumer, ConsumerSettings
 from common.messages import (
     ExtractionComplete,
@@ -26,6 +34,7 @@ from common.messages import (
     record_item_bytes,
     records_body,
 )
+from common.settings import AmqpSettings
 from common.writes import WriteResult
 from graphinator.service import GraphinatorSettings
 from graphinator.service import build_consumer as build_graphinator
@@ -213,6 +222,55 @@ async def test_a_message_the_broker_dead_letters_lands_only_in_that_consumers_dl
     assert await queue_depth(broker, "tableinator.releases.dlq") == 0
     [copy] = await drain(broker, "tableinator.releases")
     assert copy.body == body
+
+
+async def test_ready_reports_the_types_whose_own_connection_is_down_until_they_reconnect(
+    broker: Any, clean_postgres: Pool
+) -> None:
+    """Each type consumes on its own connection; the shared one (the "rabbitmq" check) says nothing
+    about them. RabbitMQ closes them here (as on a node restart or a management action)."""
+    connection = await new_connection()
+    consumer = await started(build_tableinator(clean_postgres, connection, pg_settings()))
+    check = consumer.consuming_check()
+    mgmt = AmqpSettings()
+    auth = (mgmt.rabbitmq_username, mgmt.rabbitmq_password.get_secret_value())
+    try:
+        await check()
+        async with httpx.AsyncClient(base_url=mgmt.rabbitmq_management_url, auth=auth, timeout=10) as api:
+            names: list[str] = []
+            for _ in range(100):
+                names = [
+                    c["name"]
+                    for c in (await api.get("/api/connections")).json()
+                    if c.get("client_properties", {}).get("product") == "discogsography-consumer"
+                ]
+                if len(names) == len(DATA_TYPES):
+                    break
+                await asyncio.sleep(0.1)
+            assert len(names) == len(DATA_TYPES)
+            for name in names:
+                await api.delete(f"/api/connections/{quote(name, safe='')}")
+        refused = ""
+        for _ in range(500):  # the first reconnect waits at least 0.5 s: plenty of polls see it down
+            try:
+                await check()
+            except ConnectionError as exc:
+                refused = str(exc)
+                break
+            await asyncio.sleep(0.01)
+        assert refused.startswith("not consuming ") and "releases" in refused
+
+        async def consuming() -> bool:
+            try:
+                await check()
+            except ConnectionError:
+                return False
+            return True
+
+        await eventually(consuming, what="every type consuming again")
+    finally:
+        await consumer.stop()
+        await connection.close()
 
 
 async def test_publish_routed_declares_a_missing_queue_again_and_raises_when_still_unroutable(
