@@ -117,7 +117,7 @@ class ProgressReporter:
         self.files: dict[str, FileProgress] = {t: FileProgress() for t in DATA_TYPES}
         self.tty = sys.stderr.isatty() if tty is None else tty
         self.log_interval_s = log_interval_s
-        self._last_log = 0.0
+        self._last_log = float("-inf")  # the first advance logs at once
         self._bar: Any = None
         self._bar_type: str | None = None
 
