@@ -11,13 +11,15 @@ Artists, masters and releases are cut at their record's closing tag, which never
 does (a `<label>` inside `<sublabels>`), so labels are cut where the depth of `<label>` tags
 returns to zero. A cut is never made inside a CDATA section or a comment. Only a file with an
 unusual prolog (a DOCTYPE that could declare entities, an encoding other than UTF-8) is read by
-the serial parser, even on one worker, so every dump's records are cut and hashed the same way
-(the raw hashes of extractor.baseline depend on it). In a chunk that is not well formed each record is parsed
-alone: one whose XML is broken comes back malformed (dead-lettered with the parser's message and
-its raw XML) and the rest of the file continues. Only where records cannot be told apart safely
-(a chunk holding CDATA, comments or processing instructions) does a broken chunk fail the file,
-as do a truncated gzip stream and content after the last record other than the root's closing
-tag: `DumpCorruptError`, after every record of the chunks before it was yielded.
+the serial parser; one worker still takes the chunks, so every dump's records are cut and hashed
+the same way (the raw hashes of extractor.baseline depend on it).
+
+In a chunk that is not well formed each record is parsed alone: one whose XML is broken comes back
+malformed (dead-lettered with the parser's message and its raw XML) and the rest of the file
+continues. Only where records cannot be told apart safely (a chunk holding CDATA, comments or
+processing instructions) does a broken chunk fail the file, as do a truncated gzip stream and
+content after the last record other than the root's closing tag: `DumpCorruptError`, after every
+record of the chunks before it was yielded.
 
 Records come back without the `record` dict (the canonical JSON bytes and the hash are there):
 the publisher needs only those, and unpickling every record's dict would cost the parent process
