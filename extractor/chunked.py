@@ -46,9 +46,19 @@ from lxml import etree
 
 from extractor.baseline import Baseline, raw_hash
 from extractor.normalize import NORMALIZERS, RECORD_TAGS, MalformedRecordError, raw_record_id, record_json
-from extractor.parser import DumpCorruptError, ParsedRecord, describe_error, iter_records, open_dump
+from extractor.parser import (
+    DumpCorruptError,
+    ParsedRecord,
+    check_root,
+    describe_error,
+    iter_records,
+    open_dump,
+)
 
 CHUNK_BYTES: Final = 1 << 20
+# No record end in this much XML: a record that big is no Discogs record (a box set of thousands of
+# tracks is a few MB), so the file is broken; failing keeps the memory bounded.
+MAX_RECORD_BYTES: Final = 256 << 20
 _READ_BYTES: Final = 1 << 20
 _RAW_CAP: Final = 64 * 1024
 _PROLOG_SCAN: Final = 64 * 1024
@@ -332,6 +342,7 @@ def iter_records_parallel(
             yield from iter_records(path, data_type, skip=skip, baseline=baseline)
             return
         start, root_open, root_close = prolog
+        check_root(path, data_type, root_close[2:-1].decode("utf-8", "replace"))
         known = str(baseline) if baseline is not None else None
         yield from _run(
             path, data_type, skip, workers, stream, counter, head[start:], root_open, root_close, known
@@ -366,6 +377,10 @@ def _chunks(
         if cut:
             yield bytes(buf[:cut]), counter.count
             del buf[:cut]
+        elif len(buf) > MAX_RECORD_BYTES:
+            mb = len(buf) / 2**20
+            reason = f"no record end ({_end_tag(data_type).decode()}) in {mb:.1f} MB: a broken record"
+            raise DumpCorruptError(path, reason, ordinal[0])
 
 
 def _run(

@@ -117,6 +117,7 @@ def iter_records(
     normalize = NORMALIZERS[data_type]
     tag = RECORD_TAGS[data_type]
     known = Baseline(baseline, data_type) if baseline is not None else None
+    check_root(path, data_type, root_element(path))
     stream, counter = open_dump(path)
     ordinal = 0
     try:
@@ -149,6 +150,33 @@ def iter_records(
     finally:
         stream.close()
         counter.close()
+
+
+def check_root(path: Path, data_type: str, root: str | None) -> None:
+    """A dump's root element is its type (`<releases>`); any other is a wrong file (a mislabelled
+    dump, an unrelated XML), refused before its first record rather than read to its end for no
+    record at all. `root` None (not found) is left to the parse to report."""
+    if root is not None and root != data_type:
+        raise DumpCorruptError(
+            path, f"the root element is <{root}>, not <{data_type}>: not a {data_type} dump", 0
+        )
+
+
+def root_element(path: Path) -> str | None:
+    """The root element's tag, read from the start of the file only; None when it cannot be read
+    (the parse itself then reports why)."""
+    stream, counter = open_dump(path)
+    try:
+        for _, elem in etree.iterparse(
+            stream, events=("start",), huge_tree=True, resolve_entities=False, no_network=True
+        ):
+            return str(elem.tag)
+    except (EOFError, OSError, zlib.error, etree.XMLSyntaxError):
+        return None
+    finally:
+        stream.close()
+        counter.close()
+    return None
 
 
 def describe_error(exc: BaseException) -> str:

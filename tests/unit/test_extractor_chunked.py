@@ -3,6 +3,7 @@ ordinals, ids, hashes, canonical JSON and errors, across many chunks and tricky 
 
 from __future__ import annotations
 
+import functools
 import gzip
 from pathlib import Path
 from typing import Any
@@ -233,6 +234,30 @@ def test_a_broken_chunk_whose_records_cannot_be_told_apart_fails_the_file(tmp_pa
         seen.extend(r.ordinal for r in iter_records_parallel(path, "releases", workers=2))
     assert "not well formed" in str(info.value)
     assert seen == list(range(1, len(seen) + 1)) and 0 < len(seen) <= 1500  # nothing after the damage
+
+
+def test_a_dump_of_another_type_is_refused_before_its_records(tmp_path: Path) -> None:
+    """An artists dump named as releases is not read to its end for no record (nor buffered whole
+    in memory looking for a `</release>`): both parsers refuse it at its root element."""
+    path = tmp_path / "discogs_20261101_releases.xml.gz"
+    path.write_bytes((SAMPLES / "discogs_20200806_artists.xml.gz").read_bytes())
+    for parse in (iter_records, functools.partial(iter_records_parallel, workers=2)):
+        with pytest.raises(DumpCorruptError, match=r"the root element is <artists>, not <releases>"):
+            list(parse(path, "releases"))
+
+
+@pytest.mark.usefixtures("small_chunks")
+def test_a_record_that_never_ends_fails_the_file_with_bounded_memory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(chunked, "MAX_RECORD_BYTES", 50_000)
+    unterminated = '<release id="2"><notes>' + "no end " * 20_000
+    path = tmp_path / "r.xml"
+    path.write_text("<releases>\n" + _release(1) + unterminated + "</notes></releases>\n")
+    seen: list[int | None] = []
+    with pytest.raises(DumpCorruptError, match=r"no record end \(</release>\) in 0\.\d MB"):
+        seen.extend(r.id for r in iter_records_parallel(path, "releases", workers=2))
+    assert seen == [1]
 
 
 def test_doctype_falls_back_to_the_serial_parser(tmp_path: Path) -> None:
