@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
+from urllib.parse import quote
 
 import aio_pika
+import httpx
 
 from common.amqp import (
     DATA_TYPES,
@@ -82,3 +84,26 @@ async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 60.0
 
 async def new_connection() -> Any:
     return await create_amqp_connection(AmqpSettings(), attempts=3)
+
+
+async def close_client_connections(product: str, at_least: int = 1) -> int:
+    """Have RabbitMQ close the client connections whose `product` property is `product` (as a node
+    restart or an operator would), through the management API, once at least `at_least` of them
+    are listed; returns how many it closed."""
+    settings = AmqpSettings()
+    auth = (settings.rabbitmq_username, settings.rabbitmq_password.get_secret_value())
+    async with httpx.AsyncClient(base_url=settings.rabbitmq_management_url, auth=auth, timeout=10) as api:
+        names: list[str] = []
+        for _ in range(100):
+            names = [
+                c["name"]
+                for c in (await api.get("/api/connections")).json()
+                if c.get("client_properties", {}).get("product") == product
+            ]
+            if len(names) >= at_least:
+                break
+            await asyncio.sleep(0.1)
+        assert len(names) >= at_least, f"{len(names)} connections of {product}"
+        for name in names:
+            await api.delete(f"/api/connections/{quote(name, safe='')}")
+    return len(names)

@@ -8,10 +8,8 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
-from urllib.parse import quote
 
 import aio_pika
-import httpx
 import orjson
 import pytest
 from neo4j import AsyncDriver
@@ -34,7 +32,6 @@ from common.messages import (
     record_item_bytes,
     records_body,
 )
-from common.settings import AmqpSettings
 from common.writes import WriteResult
 from graphinator.service import GraphinatorSettings
 from graphinator.service import build_consumer as build_graphinator
@@ -43,6 +40,7 @@ from tableinator.service import TableinatorSettings
 from tableinator.service import build_consumer as build_tableinator
 from tableinator.writer import write_batch
 from tests.integration.consumer_broker import (
+    close_client_connections,
     drain,
     eventually,
     new_connection,
@@ -232,24 +230,9 @@ async def test_ready_reports_the_types_whose_own_connection_is_down_until_they_r
     connection = await new_connection()
     consumer = await started(build_tableinator(clean_postgres, connection, pg_settings()))
     check = consumer.consuming_check()
-    mgmt = AmqpSettings()
-    auth = (mgmt.rabbitmq_username, mgmt.rabbitmq_password.get_secret_value())
     try:
         await check()
-        async with httpx.AsyncClient(base_url=mgmt.rabbitmq_management_url, auth=auth, timeout=10) as api:
-            names: list[str] = []
-            for _ in range(100):
-                names = [
-                    c["name"]
-                    for c in (await api.get("/api/connections")).json()
-                    if c.get("client_properties", {}).get("product") == "discogsography-consumer"
-                ]
-                if len(names) == len(DATA_TYPES):
-                    break
-                await asyncio.sleep(0.1)
-            assert len(names) == len(DATA_TYPES)
-            for name in names:
-                await api.delete(f"/api/connections/{quote(name, safe='')}")
+        assert await close_client_connections("discogsography-consumer", len(DATA_TYPES)) == len(DATA_TYPES)
         refused = ""
         for _ in range(500):  # the first reconnect waits at least 0.5 s: plenty of polls see it down
             try:

@@ -16,7 +16,6 @@ from collections import Counter
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
 import aio_pika
 import httpx
@@ -31,7 +30,6 @@ from common.messages import (
     RecordMessage,
     parse_pipeline_message,
 )
-from common.settings import AmqpSettings
 from extractor.fast_publisher import FastPublisher
 from extractor.normalize import record_sha256
 from extractor.service import ExtractorService
@@ -39,6 +37,7 @@ from extractor.settings import ExtractorSettings
 from extractor.state import StateStore
 from tests.conftest import REPO_ROOT, SAMPLES, free_port
 from tests.fakes.dump_host import DumpHost
+from tests.integration.consumer_broker import close_client_connections
 
 pytestmark = pytest.mark.integration
 
@@ -614,21 +613,7 @@ async def test_broker_connection_lost_mid_file_fails_it_and_the_rerun_loses_noth
         assert publisher._writer is not None
         publisher._writer.transport.abort()
     else:
-        mgmt = AmqpSettings()
-        auth = (mgmt.rabbitmq_username, mgmt.rabbitmq_password.get_secret_value())
-        async with httpx.AsyncClient(base_url=mgmt.rabbitmq_management_url, auth=auth, timeout=10) as api:
-            for _ in range(100):
-                mine = [
-                    c["name"]
-                    for c in (await api.get("/api/connections")).json()
-                    if c.get("client_properties", {}).get("product") == "discogsography-extractor"
-                ]
-                if mine:
-                    break
-                await asyncio.sleep(0.1)
-            assert mine
-            for name in mine:
-                await api.delete(f"/api/connections/{quote(name, safe='')}")
+        await close_client_connections("discogsography-extractor")
     for _ in range(100):
         if publisher._failure is not None:
             break
