@@ -22,6 +22,7 @@ from lxml import etree
 
 _WS: Final = " \t\r\n"
 _INT64_MAX: Final = 2**63 - 1
+_INT64_MIN: Final = -(2**63)
 
 Record = dict[str, Any]
 Element = etree._Element
@@ -64,7 +65,8 @@ def _text(el: Element) -> str | None:
 
 
 def _int(value: str | None) -> int | None:
-    """An ASCII integer (optionally signed), else None."""
+    """An ASCII integer (optionally signed) within 64 bits, else None (JSON consumers, orjson and
+    both stores stop at 64 bits; no Discogs number comes near)."""
     if value is None:
         return None
     value = value.strip(_WS)
@@ -73,14 +75,15 @@ def _int(value: str | None) -> int | None:
     digits = value[1:] if value[0] in "+-" else value
     if not (digits.isascii() and digits.isdigit()):
         return None
-    return int(value)
+    number = int(value)
+    return number if _INT64_MIN <= number <= _INT64_MAX else None
 
 
 def _ref_id(value: str | None) -> int | None:
-    """A referenced id: an integer, or None when missing, unparsable or 0."""
+    """A referenced id: an integer, or None when missing, unparsable, 0 or beyond 64 bits."""
     if value is None:
         return None
-    if value.isascii() and value.isdigit():  # the common case, no whitespace or sign
+    if value.isascii() and value.isdigit() and len(value) < 19:  # the common case: no sign, space
         return int(value) or None
     number = _int(value)
     return number if number else None

@@ -10,6 +10,7 @@ from pathlib import Path
 import orjson
 import pytest
 
+from extractor.chunked import iter_records_parallel
 from extractor.normalize import released_year
 from extractor.parser import DumpCorruptError, ParsedRecord, iter_records, record_sha256
 
@@ -418,6 +419,31 @@ def test_missing_and_bad_ids_are_malformed_and_the_file_continues(tmp_path: Path
     assert recs[2].error is not None and "invalid id 'abc'" in recs[2].error
     assert recs[1].record is None and recs[1].sha256 is None
     assert recs[3].record is not None and recs[3].record["year"] is None
+
+
+def test_numbers_beyond_64_bits_are_null_and_the_file_continues(tmp_path: Path) -> None:
+    # orjson and both stores stop at 64 bits: such a number once raised out of the normaliser and
+    # failed the whole file (on every retry). Now it is no number: a reference is None, the
+    # record's own id makes it malformed, a quantity stays text.
+    huge = "99999999999999999999"
+    xml = (
+        "<releases>\n"
+        f'<release id="1"><master_id>{huge}</master_id><labels><label id="{huge}" name="L"/></labels>'
+        f'<formats><format name="CD" qty="{huge}"/></formats><images><image width="{huge}"/></images>'
+        "</release>\n"
+        f'<release id="{huge}"><title>too big</title></release>\n'
+        '<release id="3"><master_id>-9223372036854775808</master_id></release>\n'
+        "</releases>"
+    )
+    path = _write(tmp_path, "r.xml", xml)
+    for recs in (_records(path, "releases"), list(iter_records_parallel(path, "releases", workers=1))):
+        assert [r.error is None for r in recs] == [True, False, True]
+        assert recs[0].json is not None and recs[2].json is not None
+        first, third = orjson.loads(recs[0].json), orjson.loads(recs[2].json)
+        assert first["master_id"] is None and first["labels"][0]["id"] is None
+        assert first["formats"][0]["qty"] == huge and first["images"][0]["width"] is None
+        assert recs[1].error is not None and f"invalid id '{huge}'" in recs[1].error
+        assert third["master_id"] == -(2**63)
 
 
 def test_artist_without_id_is_malformed(tmp_path: Path) -> None:
