@@ -27,6 +27,12 @@ COPY curator/pyproject.toml curator/
 COPY dashboard/pyproject.toml dashboard/
 RUN uv sync --all-packages --frozen --no-dev --no-install-workspace
 
+# The extractor's native release normaliser (Rust, no crates; extractor/native.py loads it).
+FROM rust:1-slim-bookworm AS native
+WORKDIR /src
+COPY extractor/rust_normalizer/ ./
+RUN cargo build --release --offline
+
 # Front-end packages for the web UI and dashboard, served locally.
 FROM node:20-slim AS assets
 WORKDIR /app
@@ -39,6 +45,7 @@ FROM base
 COPY . .
 COPY --from=assets /app/api/static/vendor api/static/vendor
 COPY --from=assets /app/dashboard/static/vendor dashboard/static/vendor
+COPY --from=native /src/target/release/libdiscogs_normalizer.so extractor/rust_normalizer/target/release/
 RUN uv sync --all-packages --frozen --no-dev \
     && useradd --system --uid 10001 --home-dir /app discogsography \
     && mkdir -p /data && chown -R discogsography /data

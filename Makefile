@@ -3,9 +3,11 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 UV ?= $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
 PY := .venv/bin/python
+CARGO ?= $(shell command -v cargo 2>/dev/null || echo $(HOME)/.cargo/bin/cargo)
+NATIVE := extractor/rust_normalizer/Cargo.toml
 export PATH := $(CURDIR)/.venv/bin:$(PATH)
 
-.PHONY: help install uv deps assets infra-up infra-down infra-status schema run run-detached stop test lint typecheck \
+.PHONY: help install uv deps native assets infra-up infra-down infra-status schema run run-detached stop test lint typecheck \
         pytest bench clean
 
 help: ## list the targets
@@ -18,13 +20,17 @@ uv:
 deps: uv ## Python dependencies (uv.lock, all workspace members)
 	@$(UV) sync --all-packages --frozen --quiet
 
+native: ## the extractor's native release normaliser (Rust, no crates; skipped with a note without cargo)
+	@if [ -x "$(CARGO)" ]; then $(CARGO) build --release --offline --quiet --manifest-path $(NATIVE); \
+	else echo "cargo not found: the extractor normalises releases in Python (same records, about 3x slower)"; fi
+
 assets: ## front-end packages from npm, served locally by api and dashboard
 	@if [ -f package.json ]; then \
 	  if [ ! -d node_modules ] || [ package-lock.json -nt node_modules ]; then npm ci --no-audit --no-fund --silent; fi; \
 	  if [ -x scripts/vendor-assets.sh ]; then scripts/vendor-assets.sh; fi; \
 	fi
 
-install: deps assets ## everything the project needs (Python deps, Debian packages, Neo4j launcher, assets)
+install: deps native assets ## everything the project needs (Python deps, Debian packages, Neo4j launcher, assets)
 	@scripts/infra.sh install
 	@scripts/install-compose.sh
 
@@ -52,6 +58,8 @@ stop: ## stop the services started by `make run`
 lint:
 	@$(PY) -m ruff check .
 	@$(PY) -m ruff format --check .
+	@if [ -x "$(CARGO)" ]; then $(CARGO) fmt --check --manifest-path $(NATIVE) \
+	  && $(CARGO) clippy --release --offline --quiet --manifest-path $(NATIVE) -- -D warnings; fi
 
 typecheck:
 	@$(PY) -m mypy .

@@ -44,6 +44,7 @@ from typing import Any, Final
 
 from lxml import etree
 
+from extractor import native
 from extractor.baseline import Baseline, raw_hash
 from extractor.normalize import NORMALIZERS, RECORD_TAGS, MalformedRecordError, raw_record_id, record_json
 from extractor.parser import (
@@ -145,6 +146,9 @@ def _parse_isolating(
     """`_parse` of the whole chunk; when it is not well formed, of each record alone, so a record
     whose XML is broken (an undefined entity, a control character, a mis-nested tag) becomes a
     malformed record with the parser's message and its raw XML, and the others land."""
+    native_records = _parse_native(data_type, root_open, root_close, chunk, pieces, hashes)
+    if native_records is not None:
+        return native_records
     records, error = _parse(data_type, root_open, root_close, chunk, hashes)
     if error is None:
         return records
@@ -157,6 +161,37 @@ def _parse_isolating(
         else:
             raw = (piece.lstrip() + end_tag)[:_RAW_CAP]
             out.append((None, None, None, problem, raw, repr(None if rid is None else str(rid)), None))
+    return out
+
+
+def _parse_native(
+    data_type: str,
+    root_open: bytes,
+    root_close: bytes,
+    chunk: bytes,
+    pieces: list[bytes],
+    hashes: list[bytes],
+) -> list[ChunkRecord] | None:
+    """The chunk's records through the native normaliser (releases, extractor.native), the same
+    as `_parse` makes them. A record it leaves to Python is parsed alone by lxml; None (use
+    `_parse`) where the native library is missing, or such a record is not one well-formed
+    element on its own (only the whole chunk then tells what it is)."""
+    if data_type != "releases" or root_open != b"<releases>":
+        return None
+    results = native.normalize_releases(chunk)
+    if results is None or len(results) != len(pieces):
+        return None
+    end_tag = _end_tag(data_type)
+    out: list[ChunkRecord] = []
+    for result, piece, digest in zip(results, pieces, hashes, strict=True):
+        if result is not None:
+            rec_id, data = result
+            out.append((rec_id, hashlib.sha256(data).hexdigest(), data, None, None, None, digest))
+            continue
+        alone, problem = _parse(data_type, root_open, root_close, piece + end_tag, [digest])
+        if problem is not None or len(alone) != 1:
+            return None
+        out.extend(alone)
     return out
 
 

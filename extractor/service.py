@@ -22,6 +22,7 @@ from common.errors import ServiceUnavailableError
 from common.health import HealthServer
 from common.logging import get_logger
 from common.retry import connect_with_retry, event_set_within
+from extractor import native
 from extractor.discovery import choose_local_version, choose_version, discover, version_of_files
 from extractor.download import DownloadError, download_file, fetch_checksums
 from extractor.fast_publisher import FastPublisher
@@ -75,6 +76,7 @@ class ExtractorService:
     async def run(self) -> int:
         """Run until stopped (or one cycle with `once`); the process exit code."""
         await self.health.start()
+        native.log_status()
         try:
             await self._connect()
             while True:
