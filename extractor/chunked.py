@@ -36,7 +36,6 @@ import os
 import re
 import signal
 import threading
-import zlib
 from collections import deque
 from collections.abc import Iterator
 from pathlib import Path
@@ -48,6 +47,7 @@ from extractor import native
 from extractor.baseline import Baseline, raw_hash
 from extractor.normalize import NORMALIZERS, RECORD_TAGS, MalformedRecordError, raw_record_id, record_json
 from extractor.parser import (
+    READ_ERRORS,
     DumpCorruptError,
     ParsedRecord,
     check_root,
@@ -348,10 +348,10 @@ def _safe_cut(buf: bytes | bytearray, end_tag: bytes) -> int:
         if at < 0:
             return 0
         cut = at + len(end_tag)
-        head = bytes(buf[:cut]) if b"<!" in buf[:cut] else b""
-        if not head or (
-            head.count(b"<![CDATA[") == head.count(b"]]>") and head.count(b"<!--") == head.count(b"-->")
-        ):
+        if buf.find(b"<!", 0, cut) < 0:  # the common case, without copying the buffer
+            return cut
+        head = bytes(buf[:cut])
+        if head.count(b"<![CDATA[") == head.count(b"]]>") and head.count(b"<!--") == head.count(b"-->"):
             return cut
         stop = at
 
@@ -369,7 +369,7 @@ def iter_records_parallel(
     try:
         try:
             head = stream.read(_PROLOG_SCAN)
-        except (EOFError, OSError, zlib.error) as exc:
+        except READ_ERRORS as exc:
             raise DumpCorruptError(path, describe_error(exc), 0) from exc
         prolog = _prolog(head)
         if prolog is None:
@@ -396,7 +396,7 @@ def _chunks(
     while not eof:
         try:
             data = stream.read(_READ_BYTES)
-        except (EOFError, OSError, zlib.error) as exc:
+        except READ_ERRORS as exc:
             cut = _record_cut(data_type, buf)
             if cut:  # the whole records read before the damage still count
                 yield bytes(buf[:cut]), counter.count
