@@ -47,7 +47,7 @@ const XML_WS: &[u8] = b" \t\r\n";
 /// The release record of one piece: optional whitespace, `<release ...>` and its content; the
 /// record's closing tag is the piece's end (the caller cut the chunk there).
 pub fn parse_piece<'a>(piece: &'a [u8], tag: &[u8]) -> Option<Node<'a>> {
-    let text = plain_text(piece)?;
+    let text = std::str::from_utf8(piece).ok()?;
     let mut reader = Reader {
         s: text,
         b: piece,
@@ -60,26 +60,6 @@ pub fn parse_piece<'a>(piece: &'a [u8], tag: &[u8]) -> Option<Node<'a>> {
     }
     reader.content(&mut root, true)?;
     Some(root)
-}
-
-/// The piece as text when it is valid UTF-8 holding only characters XML allows, and none of the
-/// constructs this reader leaves to lxml (`<!`, `<?`, `]]>`).
-fn plain_text(piece: &[u8]) -> Option<&str> {
-    for (i, &b) in piece.iter().enumerate() {
-        let next = |k: usize| piece.get(i + k).copied();
-        let refused = match b {
-            b'\t' | b'\n' | b'\r' => false,
-            0..=0x1f => true,
-            b'<' => matches!(next(1), Some(b'!' | b'?')),
-            b']' => next(1) == Some(b']') && next(2) == Some(b'>'),
-            0xEF => next(1) == Some(0xBF) && matches!(next(2), Some(0xBE | 0xBF)), // U+FFFE, U+FFFF
-            _ => false,
-        };
-        if refused {
-            return None;
-        }
-    }
-    std::str::from_utf8(piece).ok()
 }
 
 struct Reader<'a> {
@@ -164,19 +144,43 @@ impl<'a> Reader<'a> {
         }
         self.i += 1;
         let start = self.i;
-        while self.peek()? != quote {
-            if self.peek()? == b'<' {
-                return None;
-            }
-            self.i += 1;
+        let special = self.scan(quote)?;
+        if self.peek()? != quote {
+            return None; // a `<` in an attribute value
         }
         let value = &self.s[start..self.i];
         self.i += 1;
-        if attrs.iter().any(|(k, _)| *k == key) || decode(value, true).is_none() {
+        if attrs.iter().any(|(k, _)| *k == key) || special && decode(value, true).is_none() {
             return None; // a duplicate, or an entity this reader does not know
         }
         attrs.push((key, value));
         Some(())
+    }
+
+    /// Move to the next `stop` or `<` (or the end), over text or an attribute value; whether it
+    /// holds a byte `decode` must see (`&`, white space other than a space). None for what XML
+    /// forbids there or this reader leaves to lxml: control characters, U+FFFE and U+FFFF, `]]>`.
+    fn scan(&mut self, stop: u8) -> Option<bool> {
+        let mut special = false;
+        while let Some(b) = self.peek() {
+            match b {
+                b'<' => break,
+                _ if b == stop => break,
+                b'&' | b'\t' | b'\n' | b'\r' => special = true,
+                0..=0x1f => return None,
+                b']' if self.b[self.i..].starts_with(b"]]>") => return None,
+                0xEF if matches!(
+                    self.b.get(self.i + 1..self.i + 3),
+                    Some([0xBF, 0xBE | 0xBF])
+                ) =>
+                {
+                    return None
+                }
+                _ => {}
+            }
+            self.i += 1;
+        }
+        Some(special)
     }
 
     /// The element's children and text up to its end tag (or, for the record itself, `root`, the
@@ -184,12 +188,12 @@ impl<'a> Reader<'a> {
     fn content(&mut self, node: &mut Node<'a>, root: bool) -> Option<()> {
         loop {
             let start = self.i;
-            while self.peek().is_some_and(|c| c != b'<') {
-                self.i += 1;
-            }
+            let special = self.scan(b'<')?;
             if self.i > start {
                 let raw = &self.s[start..self.i];
-                decode(raw, false)?; // every text must be well formed, read or not
+                if special {
+                    decode(raw, false)?; // every text must be well formed, read or not
+                }
                 if node.children.is_empty() && node.text.is_none() {
                     node.text = Some(raw);
                 }
