@@ -143,9 +143,10 @@ def _parse_isolating(
     pieces: list[bytes],
     hashes: list[bytes],
 ) -> list[ChunkRecord]:
-    """`_parse` of the whole chunk; when it is not well formed, of each record alone, so a record
-    whose XML is broken (an undefined entity, a control character, a mis-nested tag) becomes a
-    malformed record with the parser's message and its raw XML, and the others land."""
+    """`_parse` of the whole chunk (releases: `_parse_native` first); when it is not well formed,
+    of each record alone, so a record whose XML is broken (an undefined entity, a control
+    character, a mis-nested tag) becomes a malformed record with the parser's message and its raw
+    XML, and the others land."""
     native_records = _parse_native(data_type, root_open, root_close, chunk, pieces, hashes)
     if native_records is not None:
         return native_records

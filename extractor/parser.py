@@ -39,7 +39,7 @@ _RAW_CAP = 64 * 1024
 
 # What reading a dump can raise when the file is truncated or corrupt. gzip_ng (zlib-ng, a drop-in
 # for the gzip module) inflates about 3x faster than the system zlib: 0.22 against 0.76 CPU-s for
-# the 283 MB of XML of 100k releases, a tenth of the extractor's work per release.
+# the 283 MB of XML of 100k releases.
 # (zlib_ng's stub declares `error` an instance; it is the exception class.)
 READ_ERRORS: Final[tuple[type[Exception], ...]] = (EOFError, OSError, cast(type[Exception], zlib_ng.error))
 _PARSE_ERRORS: Final[tuple[type[Exception], ...]] = (*READ_ERRORS, etree.XMLSyntaxError)

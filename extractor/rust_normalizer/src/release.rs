@@ -367,99 +367,110 @@ fn images(json: &mut Json, node: &Node) -> Option<()> {
     Some(())
 }
 
+/// What a release's children say, by field (the last of a repeated child wins, as in Python).
+#[derive(Default)]
+struct Release<'n, 'a> {
+    title: Option<String>,
+    country: Option<String>,
+    released: Option<String>,
+    notes: Option<String>,
+    data_quality: Option<String>,
+    master_id: Option<i64>,
+    is_main_release: Option<bool>,
+    artists: Option<&'n Node<'a>>,
+    extraartists: Option<&'n Node<'a>>,
+    labels: Option<&'n Node<'a>>,
+    series: Option<&'n Node<'a>>,
+    formats: Option<&'n Node<'a>>,
+    genres: Option<&'n Node<'a>>,
+    styles: Option<&'n Node<'a>>,
+    tracklist: Option<&'n Node<'a>>,
+    identifiers: Option<&'n Node<'a>>,
+    videos: Option<&'n Node<'a>>,
+    companies: Option<&'n Node<'a>>,
+    images: Option<&'n Node<'a>>,
+}
+
 /// The release's id and canonical JSON; None where the Python normaliser must decide.
 pub fn normalize(release: &Node, capacity: usize) -> Option<(i64, Vec<u8>)> {
     if !release.has_only_attrs(&["id", "status"]) {
         return None;
     }
     let id = int(release.get("id").as_deref()).filter(|&n| n > 0)?;
-    let mut text: [Option<String>; 5] = Default::default(); // title country released notes data_quality
-    let mut lists: [Option<&Node>; LISTS.len()] = Default::default();
-    let (mut master_id, mut is_main_release) = (None, None);
+    let mut f = Release::default();
     for child in &release.children {
-        let at = match child.name {
-            b"title" => 0,
-            b"country" => 1,
-            b"released" => 2,
-            b"notes" => 3,
-            b"data_quality" => 4,
+        match child.name {
+            b"title" => f.title = text_of(child),
+            b"country" => f.country = text_of(child),
+            b"released" => f.released = text_of(child),
+            b"notes" => f.notes = text_of(child),
+            b"data_quality" => f.data_quality = text_of(child),
             b"master_id" => {
-                master_id = ref_id(child.text().as_deref());
-                is_main_release = boolean(child.get("is_main_release").as_deref());
-                continue;
+                f.master_id = ref_id(child.text().as_deref());
+                f.is_main_release = boolean(child.get("is_main_release").as_deref());
             }
-            name => {
-                let slot = LISTS.iter().position(|list| list.as_bytes() == name)?;
-                lists[slot] = Some(child);
-                continue;
-            }
-        };
-        text[at] = text_of(child);
+            b"artists" => f.artists = Some(child),
+            b"extraartists" => f.extraartists = Some(child),
+            b"labels" => f.labels = Some(child),
+            b"series" => f.series = Some(child),
+            b"formats" => f.formats = Some(child),
+            b"genres" => f.genres = Some(child),
+            b"styles" => f.styles = Some(child),
+            b"tracklist" => f.tracklist = Some(child),
+            b"identifiers" => f.identifiers = Some(child),
+            b"videos" => f.videos = Some(child),
+            b"companies" => f.companies = Some(child),
+            b"images" => f.images = Some(child),
+            _ => return None, // Python keeps it generically (or ignores it): let Python decide
+        }
     }
-    let year = released_year(text[2].as_deref()).ok()?;
-    let list = |name: &str| lists[LISTS.iter().position(|l| *l == name).expect("a known list")];
+    let year = released_year(f.released.as_deref()).ok()?;
     let mut json = Json::new(capacity);
     json.begin_object();
     json.key("artists");
-    opt_list(&mut json, list("artists"), credits)?;
+    opt_list(&mut json, f.artists, credits)?;
     json.key("companies");
-    opt_list(&mut json, list("companies"), companies)?;
+    opt_list(&mut json, f.companies, companies)?;
     json.key("country");
-    json.opt_str(text[1].as_deref());
+    json.opt_str(f.country.as_deref());
     json.key("data_quality");
-    json.opt_str(text[4].as_deref());
+    json.opt_str(f.data_quality.as_deref());
     json.key("extraartists");
-    opt_list(&mut json, list("extraartists"), credits)?;
+    opt_list(&mut json, f.extraartists, credits)?;
     json.key("formats");
-    opt_list(&mut json, list("formats"), formats)?;
+    opt_list(&mut json, f.formats, formats)?;
     json.key("genres");
-    opt_list(&mut json, list("genres"), strings)?;
+    opt_list(&mut json, f.genres, strings)?;
     json.key("id");
     json.int(id);
     json.key("identifiers");
-    opt_list(&mut json, list("identifiers"), identifiers)?;
+    opt_list(&mut json, f.identifiers, identifiers)?;
     json.key("images");
-    opt_list(&mut json, list("images"), images)?;
+    opt_list(&mut json, f.images, images)?;
     json.key("is_main_release");
-    json.opt_bool(is_main_release);
+    json.opt_bool(f.is_main_release);
     json.key("labels");
-    opt_list(&mut json, list("labels"), attr_refs)?;
+    opt_list(&mut json, f.labels, attr_refs)?;
     json.key("master_id");
-    json.opt_int(master_id);
+    json.opt_int(f.master_id);
     json.key("notes");
-    json.opt_str(text[3].as_deref());
+    json.opt_str(f.notes.as_deref());
     json.key("released");
-    json.opt_str(text[2].as_deref());
+    json.opt_str(f.released.as_deref());
     json.key("series");
-    opt_list(&mut json, list("series"), attr_refs)?;
+    opt_list(&mut json, f.series, attr_refs)?;
     json.key("status");
     json.opt_str(clean(release.get("status")).as_deref());
     json.key("styles");
-    opt_list(&mut json, list("styles"), strings)?;
+    opt_list(&mut json, f.styles, strings)?;
     json.key("title");
-    json.opt_str(text[0].as_deref());
+    json.opt_str(f.title.as_deref());
     json.key("tracklist");
-    opt_list(&mut json, list("tracklist"), tracks)?;
+    opt_list(&mut json, f.tracklist, tracks)?;
     json.key("videos");
-    opt_list(&mut json, list("videos"), videos)?;
+    opt_list(&mut json, f.videos, videos)?;
     json.key("year");
     json.opt_int(year);
     json.end_object();
     Some((id, json.out))
 }
-
-/// The list-valued children of a release (any other child is unknown to this module).
-const LISTS: [&str; 12] = [
-    "artists",
-    "extraartists",
-    "labels",
-    "series",
-    "formats",
-    "genres",
-    "styles",
-    "tracklist",
-    "identifiers",
-    "videos",
-    "companies",
-    "images",
-];
