@@ -13,6 +13,7 @@ A record whose own id is missing or unusable raises `MalformedRecordError` with 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Callable
 from typing import Any, Final
@@ -588,11 +589,26 @@ def normalize_release(el: Element) -> Record:
     return rec
 
 
+def _depth_guarded(normalize: Callable[[Element], Record]) -> Callable[[Element], Record]:
+    """Unknown elements and sub-tracks are normalised recursively, and lxml accepts 2,048 levels
+    of nesting (huge_tree): a record nested beyond Python's recursion limit is malformed (dead-
+    lettered with this reason) instead of an error that fails its whole file."""
+
+    @functools.wraps(normalize)
+    def guarded(el: Element) -> Record:
+        try:
+            return normalize(el)
+        except RecursionError:
+            raise MalformedRecordError("elements nested too deeply to normalise") from None
+
+    return guarded
+
+
 NORMALIZERS: Final[dict[str, Callable[[Element], Record]]] = {
-    "artists": normalize_artist,
-    "labels": normalize_label,
-    "masters": normalize_master,
-    "releases": normalize_release,
+    "artists": _depth_guarded(normalize_artist),
+    "labels": _depth_guarded(normalize_label),
+    "masters": _depth_guarded(normalize_master),
+    "releases": _depth_guarded(normalize_release),
 }
 
 RECORD_TAGS: Final = {"artists": "artist", "labels": "label", "masters": "master", "releases": "release"}

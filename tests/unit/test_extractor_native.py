@@ -153,6 +153,11 @@ LEFT: dict[str, Case] = {
     "id beyond 64 bits": ("<title>t</title>", 'id="99999999999999999999"'),
     "a year followed by a non-ASCII digit": "<released>1999\u0663</released>",
     "unclosed child": "<title>t",
+    "nested deeper than the reader goes": "<title>t</title><tracklist>"
+    + "<track><sub_tracks>" * 40
+    + "</sub_tracks></track>" * 40
+    + "</tracklist>",
+    "nested deeper than Python recurses": "<extra>" + "<x>" * 1500 + "</x>" * 1500 + "</extra>",
 }
 
 

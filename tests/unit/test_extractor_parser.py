@@ -446,6 +446,21 @@ def test_numbers_beyond_64_bits_are_null_and_the_file_continues(tmp_path: Path) 
         assert third["master_id"] == -(2**63)
 
 
+def test_a_record_nested_too_deeply_is_malformed_and_the_file_continues(tmp_path: Path) -> None:
+    # lxml (huge_tree) reads 2,048 levels; the normaliser recurses into unknown elements, so 1,500
+    # once raised RecursionError out of the parse and failed the whole file.
+    deep = "<x>" * 1500 + "</x>" * 1500
+    xml = (
+        f'<releases><release id="1"><extra>{deep}</extra></release>'
+        '<release id="2"><title>ok</title></release></releases>'
+    )
+    path = _write(tmp_path, "r.xml", xml)
+    for recs in (_records(path, "releases"), list(iter_records_parallel(path, "releases", workers=1))):
+        assert [r.error is None for r in recs] == [False, True]
+        assert recs[0].error is not None and "nested too deeply" in recs[0].error
+        assert recs[1].id == 2
+
+
 def test_artist_without_id_is_malformed(tmp_path: Path) -> None:
     xml = "<artists><artist><name>Nobody</name></artist><artist><id>5</id><name>X</name></artist></artists>"
     recs = _records(_write(tmp_path, "a.xml", xml), "artists")

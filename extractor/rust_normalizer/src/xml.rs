@@ -43,6 +43,9 @@ impl<'a> Node<'a> {
 use std::borrow::Cow;
 
 const XML_WS: &[u8] = b" \t\r\n";
+/// Deeper nesting is left to lxml (a release's deepest field is about 8 levels down); the reader
+/// recurses, so this also bounds its stack.
+const MAX_DEPTH: usize = 64;
 
 /// The release record of one piece: optional whitespace, `<release ...>` and its content; the
 /// record's closing tag is the piece's end (the caller cut the chunk there).
@@ -52,6 +55,7 @@ pub fn parse_piece<'a>(piece: &'a [u8], tag: &[u8]) -> Option<Node<'a>> {
         s: text,
         b: piece,
         i: 0,
+        depth: 0,
     };
     reader.skip_ws();
     let (mut root, empty) = reader.start_tag()?;
@@ -66,6 +70,7 @@ struct Reader<'a> {
     s: &'a str,
     b: &'a [u8],
     i: usize,
+    depth: usize,
 }
 
 impl<'a> Reader<'a> {
@@ -217,7 +222,12 @@ impl<'a> Reader<'a> {
             }
             let (mut child, empty) = self.start_tag()?;
             if !empty {
+                self.depth += 1;
+                if self.depth > MAX_DEPTH {
+                    return None; // no release nests this deep; lxml and Python decide
+                }
                 self.content(&mut child, false)?;
+                self.depth -= 1;
             }
             node.children.push(child);
         }
