@@ -7,6 +7,8 @@
 //! "broken": the caller then hands the record to lxml, which decides. So this reader must never
 //! accept what lxml refuses, and must read what it accepts exactly as lxml does.
 
+use std::borrow::Cow;
+
 /// One element: its name, its attributes (raw, still escaped) and children, and the raw text
 /// before its first child (what lxml calls `.text`).
 pub struct Node<'a> {
@@ -39,8 +41,6 @@ impl<'a> Node<'a> {
         self.text.and_then(|raw| decode(raw, false))
     }
 }
-
-use std::borrow::Cow;
 
 const XML_WS: &[u8] = b" \t\r\n";
 /// Deeper nesting is left to lxml (a release's deepest field is about 8 levels down); the reader
