@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import aio_pika
+import aiormq
 import httpx
 import pytest
 import redis.asyncio as aioredis
@@ -24,6 +25,8 @@ from common.amqp import (
     declare_sync_topology,
     dlq_name,
 )
+from common.clients import create_amqp_connection
+from common.settings import AmqpSettings
 from tests.conftest import free_port
 from tests.fakes.discogs_api import FakeDiscogs
 from tests.integration.discogs_support import (
@@ -235,7 +238,7 @@ async def test_stale_running_rows_are_requeued_or_failed_at_start_up(
 
 @pytest.mark.parametrize("dlq_deleted", [False, True], ids=["dlq", "dlq-deleted-meanwhile"])
 async def test_a_malformed_request_is_dead_lettered_with_the_reason(
-    fake: FakeDiscogs, stores: None, amqp_connection: Any, dlq_deleted: bool
+    fake: FakeDiscogs, stores: None, amqp_connection: Any, amqp_settings: AmqpSettings, dlq_deleted: bool
 ) -> None:
     curator = CuratorProcess(fake)
     await curator.start()
@@ -245,7 +248,7 @@ async def test_a_malformed_request_is_dead_lettered_with_the_reason(
             await channel.queue_delete(dlq_name(SYNC_QUEUE))
         exchange = await channel.get_exchange(SYNC_EXCHANGE)
         await exchange.publish(aio_pika.Message(b"not json at all"), routing_key=SYNC_ROUTING_KEY)
-        message = await _first_dead_letter(amqp_connection)
+        message = await _first_dead_letter(amqp_settings)
         assert message is not None
         assert message.body == b"not json at all"
         assert "not valid JSON" in str(message.headers[DLQ_REASON_HEADER])
@@ -255,21 +258,23 @@ async def test_a_malformed_request_is_dead_lettered_with_the_reason(
         await channel.close()
 
 
-async def _first_dead_letter(connection: Any) -> aio_pika.abc.AbstractIncomingMessage | None:
+async def _first_dead_letter(settings: AmqpSettings) -> aio_pika.abc.AbstractIncomingMessage | None:
     """The first message of the sync DLQ within 10 s, acked. Looked up passively, so a DLQ that
-    nobody declared again stays missing."""
+    nobody declared again stays missing. Each look uses its own connection: a quorum queue just
+    declared again can answer `noproc` (its process not started yet), and RabbitMQ then closes
+    the whole connection."""
     for _ in range(100):
-        channel = await connection.channel()
+        connection = await create_amqp_connection(settings, attempts=3)
         try:
+            channel = await connection.channel()
             dlq = await channel.declare_queue(dlq_name(SYNC_QUEUE), passive=True)
             message: aio_pika.abc.AbstractIncomingMessage | None = await dlq.get(fail=False)
             if message is not None:
                 await message.ack()
                 return message
-        except aio_pika.exceptions.ChannelNotFoundEntity:
-            pass
+        except (aio_pika.exceptions.ChannelNotFoundEntity, aiormq.exceptions.ConnectionInternalError):
+            pass  # not declared (yet), or not running yet
         finally:
-            if not channel.is_closed:
-                await channel.close()
+            await connection.close()
         await asyncio.sleep(0.1)
     return None
