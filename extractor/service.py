@@ -27,6 +27,7 @@ from extractor.discovery import choose_local_version, choose_version, discover, 
 from extractor.download import DownloadError, download_file, fetch_checksums
 from extractor.fast_publisher import FastPublisher
 from extractor.http import RetryBudgetExceededError
+from extractor.lock import DataDirBusyError, hold_data_dir
 from extractor.progress import ExtractorMetrics, ProgressReporter
 from extractor.publisher import PublishError, RecordPublisher
 from extractor.runner import VersionRunner
@@ -75,7 +76,15 @@ class ExtractorService:
 
     async def run(self) -> int:
         """Run until stopped (or one cycle with `once`); the process exit code."""
-        await self.health.start()
+        try:
+            await self.health.start()
+        except OSError as exc:  # the port is taken, e.g. by the extractor service of `make run`
+            port = self.settings.health_port
+            if not self.once:
+                log.error("extractor_cannot_start", error=f"health port {port}: {exc.strerror}")
+                return 2
+            # A one-off run by hand still does its work; only its /health is missing.
+            log.warning("health_server_not_started", port=port, reason=exc.strerror, advice="set HEALTH_PORT")
         native.log_status()
         try:
             await self._connect()
@@ -306,7 +315,13 @@ async def serve(
     for sig in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, on_signal)
-    try:
-        return await service.run()
-    except asyncio.CancelledError:
-        return 130
+    with contextlib.ExitStack() as held:
+        try:
+            held.enter_context(hold_data_dir(settings.data_dir))
+        except (DataDirBusyError, PermissionError) as exc:
+            log.error("extractor_cannot_start", data_dir=str(settings.data_dir), error=str(exc))
+            return 2
+        try:
+            return await service.run()
+        except asyncio.CancelledError:
+            return 130
