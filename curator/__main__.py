@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import sys
 
 from common.logging import configure_logging, get_logger
+from common.startup import run_worker
 from curator.settings import CuratorSettings
 from curator.worker import Curator
 
@@ -28,4 +30,4 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    sys.exit(run_worker("curator", main))

@@ -7,7 +7,10 @@ import asyncio
 import sys
 from pathlib import Path
 
+from pydantic import ValidationError
+
 from common.logging import configure_logging
+from common.startup import invalid_settings
 from extractor.discovery import version_of_files
 from extractor.service import serve
 from extractor.settings import ExtractorSettings
@@ -34,7 +37,10 @@ def main(argv: list[str] | None = None) -> int:
         "changes what the consumers write, or to refill an emptied store)",
     )
     args = parser.parse_args(argv)
-    settings = ExtractorSettings()
+    try:
+        settings = ExtractorSettings()
+    except ValidationError as exc:
+        return invalid_settings("extractor", exc)
     if args.data_dir is not None:
         settings.data_dir = args.data_dir
     configure_logging("extractor", settings.log_level, settings.log_format, settings.environment)

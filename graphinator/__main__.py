@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
+import sys
 
+from common.startup import run_worker
 from graphinator.service import run
 
 if __name__ == "__main__":
-    asyncio.run(run())
+    sys.exit(run_worker("graphinator", run))
