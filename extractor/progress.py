@@ -2,7 +2,9 @@
 
 The `/health` shape (read by the dashboard):
   {"version": str | None,
-   "files": {type: {"phase", "records", "bytes_read", "bytes_total", "records_per_s", "error"}}}
+   "files": {type: {"phase", "records", "bytes_read", "bytes_total", "records_per_s", "eta_s",
+                    "error", "malformed", "unchanged"}}}
+`eta_s`: seconds left for a file being parsed, at its mean byte rate since this run started it.
 """
 
 from __future__ import annotations
@@ -33,6 +35,8 @@ class FileProgress:
     unchanged: int = 0  # of `records`: published as unchanged items (same raw XML as the baseline)
     _window_start: float = field(default_factory=time.monotonic)
     _window_records: int = 0
+    _file_start: float = field(default_factory=time.monotonic)
+    _file_start_bytes: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -41,10 +45,19 @@ class FileProgress:
             "bytes_read": self.bytes_read,
             "bytes_total": self.bytes_total,
             "records_per_s": round(self.records_per_s, 1),
+            "eta_s": None if self.phase != "parsing" or (eta := self.eta_s()) is None else round(eta),
             "error": self.error,
             "malformed": self.malformed,
             "unchanged": self.unchanged,
         }
+
+    def eta_s(self) -> float | None:
+        """Seconds until the file is read at its mean byte rate since this run started it."""
+        done = self.bytes_read - self._file_start_bytes
+        elapsed = time.monotonic() - self._file_start
+        if not self.bytes_total or done <= 0 or elapsed <= 0:
+            return None
+        return max(0, self.bytes_total - self.bytes_read) * elapsed / done
 
     def update_rate(self) -> None:
         now = time.monotonic()
@@ -151,7 +164,8 @@ class ProgressReporter:
         progress.records = records
         progress.bytes_read = bytes_read
         progress._window_records = records
-        progress._window_start = time.monotonic()
+        progress._window_start = progress._file_start = time.monotonic()
+        progress._file_start_bytes = bytes_read  # a resumed file: its rate counts from here
         if self.tty:
             self._close_bar()
             self._bar = tqdm(
@@ -195,6 +209,7 @@ class ProgressReporter:
             now = time.monotonic()
             if now - self._last_log >= self.log_interval_s:
                 self._last_log = now
+                eta = progress.eta_s()
                 log.info(
                     "progress",
                     type=data_type,
@@ -203,6 +218,10 @@ class ProgressReporter:
                     records_per_s=round(progress.records_per_s, 1),
                     bytes_read=progress.bytes_read,
                     bytes_total=progress.bytes_total,
+                    percent=round(100 * progress.bytes_read / progress.bytes_total, 1)
+                    if progress.bytes_total
+                    else None,
+                    eta_s=round(eta) if eta is not None else None,
                     malformed=progress.malformed,
                     unchanged=progress.unchanged,
                 )

@@ -61,3 +61,20 @@ def test_on_a_terminal_a_bar_shows_the_file_and_its_records(capsys: pytest.Captu
     assert not [e for e in logs if e["event"] == "progress"]  # the bar replaces the lines
     bar = capsys.readouterr().err
     assert "20261101 releases" in bar and "1.00M/2.00M" in bar and "records=1234" in bar
+
+
+def test_log_lines_say_how_far_and_how_long_still_at_the_mean_rate(monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = [100.0]
+    monkeypatch.setattr("extractor.progress.time.monotonic", lambda: clock[0])
+    reporter, _ = _reporter(tty=False)
+    # A resumed file: 200 of its 1,000 bytes were read by an earlier run, which says nothing of
+    # this run's rate.
+    reporter.start_file("releases", bytes_total=1000, records=50, bytes_read=200)
+    with capture_logs() as logs:
+        reporter.advance("releases", records=0, malformed=0, bytes_read=200)
+        clock[0] = 110.0
+        reporter.advance("releases", records=100, malformed=0, bytes_read=400)  # 20 B/s, 600 B left
+        clock[0] = 130.0
+        reporter.advance("releases", records=100, malformed=0, bytes_read=1000)
+    lines = [(e["percent"], e["eta_s"]) for e in logs if e["event"] == "progress"]
+    assert lines == [(20.0, None), (40.0, 30), (100.0, 0)]
