@@ -9,16 +9,15 @@ A queue is named by its consumer queue or its DLQ (`graphinator.releases` or
 `graphinator.releases.dlq`; `curator.sync-requests` for sync requests). Connects with AMQP_URL.
 
 `show` takes messages with basic.get and hands them back unacknowledged, so they stay where they
-were. `replay` republishes a message to the consumer queue it came from (only that consumer gets
-it again, through the default exchange, confirmed) and then acknowledges it in the DLQ; a crash in
+were. `replay` republishes a message to the consumer queue it came from (only that consumer gets it
+again, through the default exchange, confirmed) and then acknowledges it in the DLQ; a crash in
 between replays it twice, which the idempotent writers make harmless. What can never succeed is
-kept: a record the extractor found malformed (`malformed_record`: fix the dump or the parser and
-re-run the extractor), an unchanged item (it carries no record: the store that refused it lacks
-the record, which only `python -m extractor --reprocess` sends again) and anything that is not a
-pipeline message. A message the consumer refuses
-again comes back to the DLQ with its reason; one pass never takes more than the queue held when
-it started, so it cannot loop.
-"""
+kept, moved to the end of the DLQ (copied there, confirmed, then acknowledged): a record the
+extractor found malformed (`malformed_record`: fix the dump or the parser and re-run the
+extractor), an unchanged item (it carries no record: the store that refused it lacks the record,
+which only `python -m extractor --reprocess` sends again) and anything that is not a pipeline
+message. A message the consumer refuses again comes back to the DLQ with its reason; one pass never
+takes more than the queue held when it started, so it cannot loop."""
 
 from __future__ import annotations
 
@@ -64,7 +63,8 @@ _DEAD_LETTER_HEADERS: Final = (
     "x-last-death-reason",
 )
 _RECORD_KINDS: Final = frozenset({"record", "records", "file_complete", "extraction_complete"})
-_REPLAY_WINDOW: Final = 100  # replays confirmed together
+_REPLAY_WINDOW: Final = 200  # messages in flight, confirmed together
+_IDLE_S: Final = 5.0  # a DLQ that delivers nothing for this long is done
 
 
 class UnknownQueueError(ValueError):
@@ -194,27 +194,33 @@ class ReplayResult:
     kept_reasons: dict[str, int] = field(default_factory=dict)
 
 
-def _replay_message(message: AbstractIncomingMessage) -> aio_pika.Message:
-    headers = {k: v for k, v in (message.headers or {}).items() if k not in _DEAD_LETTER_HEADERS}
-    headers[REPLAYED_HEADER] = _replays(headers) + 1
+def _copy(message: AbstractIncomingMessage, headers: dict[str, Any]) -> aio_pika.Message:
     return aio_pika.Message(
         message.body,
         headers=headers,
         content_type=message.content_type or "application/json",
         delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
         message_id=message.message_id,
+        timestamp=message.timestamp,
     )
+
+
+def _replay_message(message: AbstractIncomingMessage) -> aio_pika.Message:
+    headers = {k: v for k, v in (message.headers or {}).items() if k not in _DEAD_LETTER_HEADERS}
+    headers[REPLAYED_HEADER] = _replays(headers) + 1
+    return _copy(message, headers)
 
 
 async def replay(
     connection: AbstractConnection, dlq: str, *, match: str | None = None, limit: int | None = None
 ) -> ReplayResult:
     """Send the replayable messages of `dlq` (whose reason contains `match`, at most `limit`) back
-    to the queue they came from; keep the rest in place."""
+    to the queue they came from; keep the rest in the DLQ, moved behind what it held."""
     target = source_queue(dlq)
     publisher = await open_confirming_channel(connection)
     reader = await connection.channel()
     result = ReplayResult()
+    window: list[tuple[AbstractIncomingMessage, bool]] = []
 
     async def redeclare() -> None:
         if target == SYNC_QUEUE:
@@ -223,41 +229,50 @@ async def replay(
             consumer: RecordConsumer = "graphinator" if target.startswith("graphinator.") else "tableinator"
             await declare_record_queues(publisher, consumer, (target.split(".", 1)[1],))
 
-    async def flush(window: list[AbstractIncomingMessage]) -> None:
-        sends = [
-            publish_routed(publisher.default_exchange, _replay_message(m), target, redeclare) for m in window
-        ]
-        await asyncio.gather(*sends)
-        for message in window:
-            await message.ack()  # only after the consumer queue confirmed its copy
-        result.replayed += len(window)
+    async def settle(window: list[tuple[AbstractIncomingMessage, bool]]) -> None:
+        # Each message first reaches its queue (confirmed), then leaves the DLQ: a crash between
+        # the two copies it, never loses it.
+        exchange = publisher.default_exchange
+        await asyncio.gather(
+            *(
+                publish_routed(exchange, _replay_message(m), target, redeclare)
+                if send
+                else publish_routed(exchange, _copy(m, dict(m.headers or {})), dlq, redeclare)
+                for m, send in window
+            )
+        )
+        for message, _ in window:
+            await message.ack()
         window.clear()
 
     try:
+        await reader.set_qos(prefetch_count=_REPLAY_WINDOW)
         queue = await reader.declare_queue(dlq, passive=True)
-        # Never more than the queue held at the start: what a consumer dead-letters again meanwhile
-        # lands behind these and waits for the next pass.
+        # Never more than the queue held at the start: what is kept, and what a consumer
+        # dead-letters again meanwhile, lands behind these and waits for the next pass.
         remaining = int(queue.declaration_result.message_count or 0)
-        window: list[AbstractIncomingMessage] = []
-        while remaining > 0 and (limit is None or result.replayed + len(window) < limit):
-            message = await queue.get(no_ack=False, fail=False)
-            if message is None:
-                break
-            remaining -= 1
-            letter = describe(message)
-            if not letter.replayable or (match is not None and match not in letter.reason):
-                # Left unacknowledged: the broker puts it back when the channel closes.
-                result.kept += 1
-                why = "no match" if letter.replayable else f"cannot be replayed ({letter.kind})"
-                result.kept_reasons[why] = result.kept_reasons.get(why, 0) + 1
-                continue
-            window.append(message)
-            if len(window) >= _REPLAY_WINDOW:
-                await flush(window)
-        if window:
-            await flush(window)
+        if remaining and limit != 0:
+            async with queue.iterator(timeout=_IDLE_S) as deliveries:
+                async for message in deliveries:
+                    remaining -= 1
+                    letter = describe(message)
+                    send = letter.replayable and (match is None or match in letter.reason)
+                    if send:
+                        result.replayed += 1
+                    else:
+                        why = "no match" if letter.replayable else f"cannot be replayed ({letter.kind})"
+                        result.kept += 1
+                        result.kept_reasons[why] = result.kept_reasons.get(why, 0) + 1
+                    window.append((message, send))
+                    done = remaining == 0 or (limit is not None and result.replayed >= limit)
+                    if done or len(window) >= _REPLAY_WINDOW:
+                        await settle(window)
+                    if done:
+                        break
+    except TimeoutError:  # the queue ran dry early: someone else took messages meanwhile
+        await settle(window)
     finally:
-        await reader.close()
+        await reader.close()  # what was delivered beyond the pass goes back, unacknowledged
         await publisher.close()
     return result
 

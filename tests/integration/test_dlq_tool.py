@@ -169,9 +169,17 @@ async def test_replay_can_pick_by_reason_and_purge_empties(broker: Any, clean_po
     ]
 
     assert (await dlq.replay(broker, DLQ, limit=0)).replayed == 0
-    assert await dlq.purge(broker, DLQ) == 3
+    # A limit stops the pass at once: what came after it stays, in its order.
+    assert (await dlq.replay(broker, DLQ, limit=1)).replayed == 1
+    letters = await dlq.peek(broker, DLQ, limit=10)
+    assert [(letter.kind, letter.ids) for letter in letters] == [
+        ("unchanged item", [77]),
+        ("malformed_record", []),
+    ]
+
+    assert await dlq.purge(broker, DLQ) == 2
     assert await queue_depth(broker, DLQ) == 0
-    assert await queue_depth(broker, "tableinator.releases") == 1  # the one replayed, untouched
+    assert await queue_depth(broker, "tableinator.releases") == 2  # the two replayed, untouched
 
 
 def cli(*args: str) -> subprocess.CompletedProcess[str]:
