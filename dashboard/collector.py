@@ -375,7 +375,8 @@ class Collector:
                 continue
             read, total = _int(f.get("bytes_read")), _int(f.get("bytes_total"))
             files[str(data_type)] = {
-                "phase": f.get("phase"),
+                # Publishing paused by the extractor's backpressure: the consumers are behind.
+                "phase": "waiting for consumers" if f.get("waiting_for_consumers") else f.get("phase"),
                 "records": _int(f.get("records")),
                 "bytes_read": read,
                 "bytes_total": total,

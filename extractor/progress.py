@@ -3,7 +3,7 @@
 The `/health` shape (read by the dashboard):
   {"version": str | None,
    "files": {type: {"phase", "records", "bytes_read", "bytes_total", "records_per_s", "eta_s",
-                    "error", "malformed", "unchanged"}}}
+                    "error", "malformed", "unchanged", "waiting_for_consumers"}}}
 `eta_s`: seconds left for a file being parsed, at its mean byte rate since this run started it.
 """
 
@@ -33,6 +33,7 @@ class FileProgress:
     error: str | None = None
     malformed: int = 0
     unchanged: int = 0  # of `records`: published as unchanged items (same raw XML as the baseline)
+    waiting_for_consumers: bool = False  # publishing paused: the consumer queues are full (backpressure)
     _window_start: float = field(default_factory=time.monotonic)
     _window_records: int = 0
     _file_start: float = field(default_factory=time.monotonic)
@@ -49,6 +50,7 @@ class FileProgress:
             "error": self.error,
             "malformed": self.malformed,
             "unchanged": self.unchanged,
+            "waiting_for_consumers": self.waiting_for_consumers,
         }
 
     def eta_s(self) -> float | None:

@@ -23,6 +23,7 @@ from typing import Any, Final
 from common.amqp import DATA_TYPES
 from common.logging import get_logger
 from common.messages import ExtractionComplete, FileComplete
+from extractor.backpressure import QueueGate
 from extractor.baseline import find_baseline, index_dir, prune_indexes
 from extractor.fast_publisher import FastPublisher
 from extractor.progress import ProgressReporter
@@ -58,8 +59,10 @@ class VersionRunner:
         message_records: int = 100,
         message_bytes: int = 1 << 20,
         parse_workers: int = 0,
+        gate: QueueGate | None = None,
     ) -> None:
         self.publisher = publisher
+        self.gate = gate
         self.store = store
         self.reporter = reporter
         self.batch_size = batch_size
@@ -196,6 +199,8 @@ class VersionRunner:
                                 data_type, ordinal - window // 2, pending_valid, pending_malformed
                             )
                         if error is None:
+                            if self.gate is not None:
+                                await self.gate.wait(data_type, self.reporter.files[data_type])
                             await self.publisher.publish(body, data_type, ordinal)
                             pending_valid.append((ordinal, count, same))
                             valid += count

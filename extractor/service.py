@@ -23,6 +23,7 @@ from common.health import HealthServer
 from common.logging import get_logger
 from common.retry import connect_with_retry, event_set_within
 from extractor import native
+from extractor.backpressure import QueueGate
 from extractor.discovery import choose_local_version, choose_version, discover, version_of_files
 from extractor.download import DownloadError, download_file, fetch_checksums
 from extractor.fast_publisher import FastPublisher
@@ -62,6 +63,11 @@ class ExtractorService:
             self.publisher = FastPublisher(url, settings.publish_window)
         else:
             self.publisher = RecordPublisher(url, settings.publish_window)
+        self.gate = (
+            QueueGate(url, settings.queue_max_records, settings.message_records)
+            if settings.queue_max_records
+            else None
+        )
         self.health = HealthServer(
             "extractor",
             settings.health_host,
@@ -104,6 +110,8 @@ class ExtractorService:
                     return 0
                 # A fresh connection per cycle: nothing to keep alive across a day-long sleep.
                 await self.publisher.close()
+                if self.gate is not None:
+                    await self.gate.close()
                 try:
                     await self._connect()
                 except ServiceUnavailableError as exc:
@@ -113,6 +121,8 @@ class ExtractorService:
             return 2
         finally:
             await self.publisher.close()
+            if self.gate is not None:
+                await self.gate.close()
             await self.health.stop()
 
     async def _connect(self) -> None:
@@ -278,6 +288,7 @@ class ExtractorService:
             message_records=self.settings.message_records,
             message_bytes=self.settings.message_max_bytes,
             parse_workers=self.settings.parse_workers,
+            gate=self.gate,
         )
         if runner.state.source is None:
             runner.state.source = source

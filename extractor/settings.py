@@ -24,6 +24,8 @@ class ExtractorSettings(BaseServiceSettings, AmqpSettings, ConnectRetrySettings)
     # Records per `records` message, and the message size at which it is sent earlier.
     message_records: int = Field(100, alias="MESSAGE_RECORDS", ge=1, le=10_000)
     message_max_bytes: int = Field(1 << 20, alias="MESSAGE_MAX_BYTES", ge=1024, le=64 << 20)
+    # Publishing pauses while a consumer queue of the type holds about this many records (0: never).
+    queue_max_records: int = Field(1_000_000, alias="QUEUE_MAX_RECORDS", ge=0)
     # Processes parsing one file (0 = one per core); labels always parse in one.
     parse_workers: int = Field(0, alias="PARSE_WORKERS", ge=0, le=64)
     # Messages handed from the parse process to the publisher at a time.

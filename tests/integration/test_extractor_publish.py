@@ -4,6 +4,7 @@ messages, failure of a truncated file, and kill -9 / restart without loss."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gzip
 import hashlib
 import os
@@ -637,3 +638,75 @@ async def test_broker_connection_lost_mid_file_fails_it_and_the_rerun_loses_noth
     ids = Counter(d.id for d in decoded if isinstance(d, RecordMessage))
     assert set(ids) == set(range(1, n + 1))
     assert sum(ids.values()) - n <= window
+
+
+async def test_publishing_waits_while_the_consumer_queues_are_full_and_loses_nothing(
+    channel: Any, tmp_path: Path
+) -> None:
+    """QUEUE_MAX_RECORDS: with nobody consuming, the extractor stops publishing near the bound
+    (200 records = 20 messages of 10, read again every 2 messages, 10 messages in flight), says so
+    on /health and in its log, and goes on once the queues drain; every record arrives once."""
+    port = free_port()
+    env = dict(
+        os.environ,
+        DATA_DIR=str(tmp_path / "data"),
+        HEALTH_PORT=str(port),
+        LOG_FORMAT="json",
+        QUEUE_MAX_RECORDS="200",
+        MESSAGE_RECORDS="10",
+        PUBLISH_WINDOW="100",
+    )
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "extractor",
+        "--once",
+        "--source",
+        str(SAMPLES / "discogs_20200806_artists.xml.gz"),
+        cwd=REPO_ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    log_text = asyncio.ensure_future(proc.stderr.read() if proc.stderr else asyncio.sleep(0, b""))
+
+    async def artists_status() -> dict[str, Any]:
+        async with httpx.AsyncClient(timeout=5) as client:
+            try:
+                body = (await client.get(f"http://127.0.0.1:{port}/health")).json()
+            except httpx.HTTPError:
+                return {}
+            return dict(body.get("files", {}).get("artists", {}))
+
+    try:
+        deadline = time.monotonic() + 60
+        while not (await artists_status()).get("waiting_for_consumers"):
+            assert proc.returncode is None and time.monotonic() < deadline, "never paused"
+            await asyncio.sleep(0.2)
+        # graphinator's queue, read exactly: near the bound, far from the file's 100 messages.
+        first = await drain(channel, "graphinator.artists")
+        assert 20 <= len(first) <= 20 + 2 + 10
+        # tableinator's is still full: publishing stays paused, nothing new arrives.
+        await asyncio.sleep(2)
+        assert (await artists_status())["waiting_for_consumers"] is True
+        assert await drain(channel, "graphinator.artists") == []
+        assert proc.returncode is None
+        # The consumers catch up: the file completes.
+        received = list(first)
+        while proc.returncode is None:
+            received += await drain(channel, "graphinator.artists")
+            await drain(channel, "tableinator.artists")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(proc.wait(), 0.2)
+        received += await drain(channel, "graphinator.artists")
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+        await proc.wait()
+    err = (await log_text).decode()
+    assert proc.returncode == 0, err[-3000:]
+    assert "publishing_paused" in err and "publishing_resumed" in err
+    records = [d for d in unpack(received) if d.kind == "record"]
+    assert len(records) == 1000
+    assert len({r.id for r in records}) == 1000
+    assert kinds_of(received) == {"record": 1000, "file_complete": 1, "extraction_complete": 1}

@@ -33,6 +33,15 @@ EXTRACTOR_HEALTH = {
             "records_per_s": 400.5,
             "error": None,
         },
+        "masters": {
+            "phase": "parsing",
+            "records": 300,
+            "bytes_read": 30,
+            "bytes_total": 100,
+            "records_per_s": 0,
+            "error": None,
+            "waiting_for_consumers": True,
+        },
         "labels": {
             "phase": "done",
             "records": 25,
@@ -253,6 +262,7 @@ async def test_services_ready_not_ready_and_down(
     assert progress["records_per_s"] == 400.5
     rows = {row["type"]: row for row in snapshot["pipeline"]}
     assert rows["artists"]["phase"] == "parsing"
+    assert rows["masters"]["phase"] == "waiting for consumers"
     assert rows["labels"]["extracted"] == 25
 
     # A service that goes away is shown as down on the next pass.
