@@ -22,6 +22,7 @@ from common.errors import ServiceUnavailableError
 from common.health import HealthServer
 from common.logging import get_logger
 from common.retry import connect_with_retry, event_set_within
+from common.startup import CANNOT_START
 from extractor import native
 from extractor.backpressure import QueueGate
 from extractor.discovery import choose_local_version, choose_version, discover, version_of_files
@@ -88,7 +89,7 @@ class ExtractorService:
             port = self.settings.health_port
             if not self.once:
                 log.error("extractor_cannot_start", error=f"health port {port}: {exc.strerror}")
-                return 2
+                return CANNOT_START
             # A one-off run by hand still does its work; only its /health is missing.
             log.warning("health_server_not_started", port=port, reason=exc.strerror, advice="set HEALTH_PORT")
         native.log_status()
@@ -118,7 +119,7 @@ class ExtractorService:
                     log.error("rabbitmq_unreachable", error=str(exc))  # the next cycle fails fast
         except ServiceUnavailableError as exc:
             log.error("extractor_cannot_start", error=str(exc))
-            return 2
+            return CANNOT_START
         finally:
             await self.publisher.close()
             if self.gate is not None:
@@ -331,7 +332,7 @@ async def serve(
             held.enter_context(hold_data_dir(settings.data_dir))
         except (DataDirBusyError, PermissionError) as exc:
             log.error("extractor_cannot_start", data_dir=str(settings.data_dir), error=str(exc))
-            return 2
+            return CANNOT_START
         try:
             return await service.run()
         except asyncio.CancelledError:
