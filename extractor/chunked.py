@@ -16,8 +16,9 @@ the same way (the raw hashes of extractor.baseline depend on it).
 
 In a chunk that is not well formed each record is parsed alone: one whose XML is broken comes back
 malformed (dead-lettered with the parser's message and its raw XML) and the rest of the file
-continues. Only where records cannot be told apart safely (a chunk holding CDATA, comments or
-processing instructions) does a broken chunk fail the file, as do a truncated gzip stream and
+continues, also where CDATA, comments or processing instructions hide tag-like text (the records
+are then told apart by a scan that steps over them). Only where records cannot be told apart (one
+of those left unterminated) does a broken chunk fail the file, as do a truncated gzip stream and
 content after the last record other than the root's closing tag: `DumpCorruptError`, after every
 record of the chunks before it was yielded.
 
@@ -78,6 +79,18 @@ _LABEL_TOKEN: Final = re.compile(
     rb"|<(/?)label(?:\s+[^\s=/>]+\s*=\s*(?:\"[^\"]*\"|'[^']*'))*\s*(/?)>",
     re.DOTALL,
 )
+# The same for records whose closing tag never nests: `end` is one's end tag, `open` an opener left
+# unterminated (a bare `<!` that opens neither a comment nor CDATA hides nothing).
+_RECORD_END_TOKEN: Final = {
+    data_type: re.compile(
+        rb"<!--.*?-->|<!\[CDATA\[.*?\]\]>|<\?.*?\?>|(?P<open><!--|<!\[CDATA\[|<\?)|(?P<end></"
+        + tag.encode()
+        + rb">)",
+        re.DOTALL,
+    )
+    for data_type, tag in RECORD_TAGS.items()
+    if data_type != "labels"
+}
 
 
 def _die_with_parent() -> None:
@@ -101,14 +114,19 @@ def parse_chunk(
     data_type: str, root_open: bytes, root_close: bytes, chunk: bytes, baseline: str | None = None
 ) -> tuple[list[ChunkRecord], str | None]:
     """Parse one chunk of whole records (pool worker). Returns the records and, when the chunk is
-    not well formed, the parser's message (the records list is then empty).
+    not well formed and its records cannot be told apart, the parser's message (the records list
+    is then empty).
 
     With a `baseline` (the previous version's index, extractor.baseline) a record whose raw XML
     is unchanged is neither parsed nor normalised: it comes back with the old sha256 and no JSON.
     """
     pieces = split_records(data_type, chunk)
     if pieces is None:
-        return _parse(data_type, root_open, root_close, chunk, None)
+        records, error = _parse(data_type, root_open, root_close, chunk, None)
+        whole = None if error is None else _scanned_records(data_type, chunk)
+        if whole is None:
+            return records, error
+        return _parse_each(data_type, root_open, root_close, whole, [b""] * len(whole)), None
     hashes = [raw_hash(piece) for piece in pieces]
     if baseline is None:
         return _parse_isolating(data_type, root_open, root_close, chunk, pieces, hashes), None
@@ -154,13 +172,21 @@ def _parse_isolating(
     if error is None:
         return records
     end_tag = _end_tag(data_type)
+    return _parse_each(data_type, root_open, root_close, [piece + end_tag for piece in pieces], hashes)
+
+
+def _parse_each(
+    data_type: str, root_open: bytes, root_close: bytes, records: list[bytes], hashes: list[bytes]
+) -> list[ChunkRecord]:
+    """Parse each record's XML (up to and including its end) alone: a broken one becomes a
+    malformed record with the parser's message and its raw XML."""
     out: list[ChunkRecord] = []
-    for piece, digest, rid in zip(pieces, hashes, _raw_ids(data_type, pieces), strict=True):
-        parsed, problem = _parse(data_type, root_open, root_close, piece + end_tag, [digest])
+    for xml, digest, rid in zip(records, hashes, _raw_ids(data_type, records), strict=True):
+        parsed, problem = _parse(data_type, root_open, root_close, xml, [digest] if digest else None)
         if problem is None:
             out.extend(parsed)
         else:
-            raw = (piece.lstrip() + end_tag)[:_RAW_CAP]
+            raw = xml.lstrip()[:_RAW_CAP]
             out.append((None, None, None, problem, raw, repr(None if rid is None else str(rid)), None))
     return out
 
@@ -241,6 +267,25 @@ def split_records(data_type: str, chunk: bytes) -> list[bytes] | None:
         return pieces if not chunk[starts[-1] :].strip() else None
     pieces = chunk.split(_end_tag(data_type))
     return pieces if not pieces.pop().strip() else None
+
+
+def _scanned_records(data_type: str, chunk: bytes) -> list[bytes] | None:
+    """Each record's XML (up to and including its end) in a chunk that `split_records` would not
+    split, for parsing a broken chunk record by record: the ends are found by a scan that steps
+    over comments, CDATA and processing instructions. None when something other than white space
+    follows the last end (one of those left unterminated: what follows cannot be told apart)."""
+    if data_type == "labels":
+        ends = [end for _, end in _label_ends(chunk)[0]]
+    else:
+        ends = []
+        for token in _RECORD_END_TOKEN[data_type].finditer(chunk):
+            if token["open"]:
+                break
+            if token["end"]:
+                ends.append(token.end())
+    if not ends or chunk[ends[-1] :].strip():
+        return None
+    return [chunk[start:end] for start, end in zip([0, *ends], ends, strict=False)]
 
 
 def _label_ends(buf: bytes | bytearray) -> tuple[list[tuple[int, int]], bool]:

@@ -178,14 +178,31 @@ BROKEN_XML = {  # each damages the record's own name or title only
 }
 
 
+# Tag-like text that only a scan stepping over CDATA and comments tells from a record's end.
+HIDDEN_ENDS = {
+    "releases": ("<notes><![CDATA[ </release><release id='7'> ]]></notes>", "<!-- </release> --><notes/>"),
+    "labels": ("<profile><![CDATA[ </label></sublabels><label> ]]></profile>", "<!-- </label><label> -->"),
+}
+
+
+def _records(data_type: str, hidden: bool) -> list[str]:
+    """2,999 records; with `hidden`, every tenth (the first at index 0) holds CDATA and every
+    tenth (the fifth) a comment, each with tag-like text."""
+    cdata, comment = HIDDEN_ENDS[data_type]
+    extra = {1: cdata, 5: comment} if hidden else {}
+    return [RECORD[data_type](i, extra.get(i % 10, "")) for i in range(1, 3000)]
+
+
 @pytest.mark.usefixtures("small_chunks")
 @pytest.mark.parametrize("damage", BROKEN_XML.values(), ids=BROKEN_XML.keys())
 @pytest.mark.parametrize("with_baseline", [False, True], ids=["full", "against-baseline"])
+@pytest.mark.parametrize("hidden", [False, True], ids=["plain", "cdata-and-comments"])
 @pytest.mark.parametrize("data_type", ["releases", "labels"])
 def test_a_record_whose_xml_is_broken_is_dead_lettered_and_the_rest_lands(
-    tmp_path: Path, damage: Any, with_baseline: bool, data_type: str
+    tmp_path: Path, damage: Any, with_baseline: bool, hidden: bool, data_type: str
 ) -> None:
-    records = [RECORD[data_type](i) for i in range(1, 3000)]
+    """Also where CDATA and comments hide tag-like text in the broken record and its neighbours."""
+    records = _records(data_type, hidden)
     clean = _gz_dump(tmp_path / "clean.xml.gz", data_type, records[:1500] + records[1501:])
     expected = [(r.id, r.sha256) for r in iter_records(clean, data_type)]
     baseline = None
@@ -208,7 +225,13 @@ def test_a_record_whose_xml_is_broken_is_dead_lettered_and_the_rest_lands(
     assert bad.raw == records[1500].strip().encode()
     good = [r for r in out if r.error is None]
     assert [(r.id, r.sha256) for r in good] == expected
-    assert sum(r.unchanged for r in good) == (2998 if with_baseline else 0)
+    unchanged = sum(r.unchanged for r in good)
+    if not with_baseline:
+        assert unchanged == 0
+    elif not hidden:
+        assert unchanged == 2998
+    else:  # a chunk holding CDATA or comments is not split for the baseline: all parsed again
+        assert 0 < unchanged < 2998
 
 
 def test_the_serial_parser_still_fails_a_file_with_a_broken_record(tmp_path: Path) -> None:
@@ -223,15 +246,18 @@ def test_the_serial_parser_still_fails_a_file_with_a_broken_record(tmp_path: Pat
 
 
 @pytest.mark.usefixtures("small_chunks")
-def test_a_broken_chunk_whose_records_cannot_be_told_apart_fails_the_file(tmp_path: Path) -> None:
-    """A comment in the chunk means a `</release>` in the text may not end a record: no split, so
-    the broken chunk fails the file after every record before it."""
-    records = [_release(i) for i in range(1, 3000)]
-    records[1500] = records[1500].replace("</title>", "</titel><!-- x -->")
-    path = _gz_dump(tmp_path / "r.xml.gz", "releases", records)
+@pytest.mark.parametrize("data_type", ["releases", "labels"])
+def test_a_broken_chunk_whose_records_cannot_be_told_apart_fails_the_file(
+    tmp_path: Path, data_type: str
+) -> None:
+    """A processing instruction left open hides everything after it (a `?>` may come in any later
+    record): the broken chunk fails the file after every record before it."""
+    records = _records(data_type, hidden=True)
+    records[1500] = records[1500].replace(" co ", " co <? oops ", 1)
+    path = _gz_dump(tmp_path / "r.xml.gz", data_type, records)
     seen: list[int] = []
     with pytest.raises(DumpCorruptError) as info:
-        seen.extend(r.ordinal for r in iter_records_parallel(path, "releases", workers=2))
+        seen.extend(r.ordinal for r in iter_records_parallel(path, data_type, workers=2))
     assert "not well formed" in str(info.value)
     assert seen == list(range(1, len(seen) + 1)) and 0 < len(seen) <= 1500  # nothing after the damage
 
