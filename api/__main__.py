@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
+import sys
+
 import uvicorn
 
 from api.api import create_app
 from api.settings import ApiSettings
 from common.logging import configure_logging
+from common.startup import run_app
 
 
-def main() -> None:
+def configure() -> uvicorn.Config:
     settings = ApiSettings()
     configure_logging("api", settings.log_level, settings.log_format, settings.environment)
-    app = create_app(settings, start_health_server=True, freeze_gc=True)
-    uvicorn.run(
-        app,
+    return uvicorn.Config(
+        create_app(settings, start_health_server=True, freeze_gc=True),
         host=settings.api_host,
         port=settings.api_port,
         log_config=None,
@@ -23,5 +25,9 @@ def main() -> None:
     )
 
 
+def main() -> int:
+    return run_app("api", configure)
+
+
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -1,18 +1,22 @@
-"""`python -m dashboard`: the ops dashboard on DASHBOARD_PORT (8003)."""
+"""`python -m dashboard`: the ops dashboard on DASHBOARD_PORT (8003). It starts whether or not the
+stores answer (it shows them as down), so only a bad setting or a taken port stop it."""
 
 from __future__ import annotations
+
+import sys
 
 import uvicorn
 
 from common.logging import configure_logging
+from common.startup import run_app
 from dashboard.app import create_app
 from dashboard.settings import DashboardSettings
 
 
-def main() -> None:
+def configure() -> uvicorn.Config:
     settings = DashboardSettings()
     configure_logging("dashboard", settings.log_level, settings.log_format, settings.environment)
-    uvicorn.run(
+    return uvicorn.Config(
         create_app(settings),
         host=settings.dashboard_host,
         port=settings.dashboard_port,
@@ -23,5 +27,9 @@ def main() -> None:
     )
 
 
+def main() -> int:
+    return run_app("dashboard", configure)
+
+
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
