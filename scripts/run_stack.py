@@ -3,7 +3,9 @@
 Each service runs as `python -m <package>` with its log in `.local/logs/<service>.log`; a service
 that exits is restarted with back-off. Ctrl-C (or `make stop`, which signals this supervisor)
 stops them all cleanly. With `--detach` the supervisor runs in the background and this command
-returns once the api answers.
+returns once the api that supervisor started answers on 8004 (another process answering there, e.g.
+another stack's api, does not count); it fails, pointing at the logs, when the supervisor exits
+first or the api does not answer in time.
 
 The demo ingests the sample dumps in `samples/` once (the extractor's state marker makes later
 runs skip a completed version) and points the api and curator at a local fake Discogs API, so the
@@ -33,6 +35,7 @@ PIDFILE = LOCAL / "run" / "stack.pid"
 DEMO_SOURCE = LOCAL / "demo-source"
 DEMO_DATA = LOCAL / "demo-data"  # the demo's own extractor state, apart from a real dump's
 FAKE_DISCOGS_PORT = int(os.environ.get("FAKE_DISCOGS_PORT", "8090"))
+API_PORT = 8004
 
 
 @dataclass
@@ -108,7 +111,7 @@ def services() -> list[Service]:
         Service("graphinator", "graphinator", health_url="http://127.0.0.1:8001/health"),
         Service("tableinator", "tableinator", health_url="http://127.0.0.1:8002/health"),
         Service("extractor", "extractor", extractor_args, health_url="http://127.0.0.1:8000/health"),
-        Service("api", "api", env=discogs_env, health_url="http://127.0.0.1:8004/health"),
+        Service("api", "api", env=discogs_env, health_url=f"http://127.0.0.1:{API_PORT}/health"),
         Service("curator", "curator", env=discogs_env, health_url="http://127.0.0.1:8011/health"),
         Service("dashboard", "dashboard", health_url="http://127.0.0.1:8003/health"),
     ]
@@ -144,6 +147,49 @@ def answers(url: str) -> bool:
             return bool(response.status == 200)
     except OSError:
         return False
+
+
+def port_owner(port: int) -> int | None:
+    """The pid of the process listening on TCP `port` on this machine (Linux /proc), or None."""
+    sockets: set[str] = set()
+    for table in (Path("/proc/net/tcp"), Path("/proc/net/tcp6")):
+        with contextlib.suppress(OSError):
+            for row in table.read_text().splitlines()[1:]:
+                fields = row.split()  # sl local_address rem_address st ... inode
+                if fields[3] == "0A" and int(fields[1].rpartition(":")[2], 16) == port:  # 0A: LISTEN
+                    sockets.add(f"socket:[{fields[9]}]")
+    if not sockets:
+        return None
+    for process in Path("/proc").iterdir():
+        if not process.name.isdigit():
+            continue
+        try:
+            if any(os.readlink(fd) in sockets for fd in (process / "fd").iterdir()):
+                return int(process.name)
+        except OSError:  # it exited meanwhile, or is not ours to look into
+            continue
+    return None
+
+
+def parent_of(pid: int) -> int | None:
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return None
+    ppid = next((line.split()[1] for line in status.splitlines() if line.startswith("PPid:")), None)
+    return int(ppid) if ppid is not None else None
+
+
+def api_is_ours(supervisor: int, port: int = API_PORT) -> bool:
+    """The api on `port` answers and is the one `supervisor` started: the process listening there is
+    its child. Another stack's api on the same port (whose own api then cannot bind) must not pass
+    for ours."""
+    if not answers(f"http://127.0.0.1:{port}/health"):
+        return False
+    if not Path("/proc/net/tcp").exists():  # not Linux: the answer is all there is to go on
+        return True
+    owner = port_owner(port)
+    return owner is not None and parent_of(owner) == supervisor
 
 
 def stop_all(running: list[Service]) -> None:
@@ -219,9 +265,11 @@ def supervise() -> int:
     for service in running:
         start(service)
         print(f"[run] started {service.name} (pid {service.process.pid if service.process else '?'})")
-    waited = time.monotonic()
-    while not answers("http://127.0.0.1:8004/health") and time.monotonic() - waited < 60 and not stopping:
+    deadline = time.monotonic() + 60
+    while not (ours := api_is_ours(os.getpid())) and time.monotonic() < deadline and not stopping:
         time.sleep(0.5)
+    if not ours and not stopping:
+        print(f"[run] the api did not answer within 60s; see {LOGS / 'api.log'}")
     print_urls()
     sys.stdout.flush()
     try:
@@ -283,16 +331,32 @@ def detach() -> int:
         return 0
     LOGS.mkdir(parents=True, exist_ok=True)
     log = (LOGS / "supervisor.log").open("ab")
-    subprocess.Popen(  # noqa: S603 - this same script
+    supervisor = subprocess.Popen(  # noqa: S603 - this same script
         [sys.executable, __file__], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
     )
-    deadline = time.monotonic() + 90
+    return wait_for_api(supervisor, timeout=90)
+
+
+def wait_for_api(supervisor: subprocess.Popen[bytes], timeout: float, port: int = API_PORT) -> int:
+    """0 (the URLs printed) once the api that `supervisor` started answers on `port`; 1, saying
+    why, when the supervisor exits first or the time runs out."""
+    logs = f"see {LOGS / 'supervisor.log'} and {LOGS / 'api.log'}"
+    deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if answers("http://127.0.0.1:8004/health"):
+        if (code := supervisor.poll()) is not None:
+            print(f"[run] the supervisor exited with code {code} before its api answered; {logs}")
+            return 1
+        if api_is_ours(supervisor.pid, port):
             print_urls()
             return 0
         time.sleep(0.5)
-    print(f"[run] the api did not answer within 90s; see {LOGS}/api.log and {LOGS}/supervisor.log")
+    owner = port_owner(port)
+    if owner is not None and parent_of(owner) != supervisor.pid:
+        print(f"[run] 127.0.0.1:{port} is held by another process (pid {owner}), not by this stack's api")
+    print(
+        f"[run] the api did not answer within {timeout:.0f}s; {logs}. "
+        f"The supervisor (pid {supervisor.pid}) keeps trying; `make stop` stops it"
+    )
     return 1
 
 

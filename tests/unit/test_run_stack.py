@@ -1,0 +1,105 @@
+"""`make run-detached` reports success only when the api its own supervisor started answers: not
+when another process (another stack's api) answers on the port, and not after the supervisor
+exited. Fake supervisors and apis on free ports stand in for the real stack on 8004."""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import os
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from scripts import run_stack
+from tests.conftest import free_port
+
+# A stand-in for the supervisor: starts its arguments (the "api") as its child, says the child's
+# pid, and waits for it.
+SUPERVISOR = (
+    "import subprocess, sys; api = subprocess.Popen(sys.argv[1:]); print(api.pid, flush=True); api.wait()"
+)
+
+
+@pytest.fixture
+def site(tmp_path: Path) -> Path:
+    (tmp_path / "health").write_text("ok")
+    return tmp_path
+
+
+@pytest.fixture
+def foreign_api(site: Path) -> Iterator[int]:
+    """An api answering /health from this test process, which no supervisor started."""
+    port = free_port()
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(site))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", port), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield port
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def python(code: str, *args: str) -> subprocess.Popen[bytes]:
+    return subprocess.Popen([sys.executable, "-c", code, *args], stdout=subprocess.PIPE)
+
+
+def end(process: subprocess.Popen[bytes]) -> None:
+    process.terminate()
+    process.wait(timeout=10)
+
+
+def test_port_owner_is_the_listening_process(foreign_api: int) -> None:
+    assert run_stack.port_owner(foreign_api) == os.getpid()
+    assert run_stack.port_owner(free_port()) is None
+
+
+def test_success_once_the_supervisors_own_api_answers(site: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    port = free_port()
+    serve = [sys.executable, "-m", "http.server", "--bind", "127.0.0.1", "--directory", str(site), str(port)]
+    supervisor = python(SUPERVISOR, *serve)  # an "api" that answers /health from `site`
+    assert supervisor.stdout is not None
+    api = int(supervisor.stdout.readline())
+    try:
+        assert run_stack.wait_for_api(supervisor, timeout=30, port=port) == 0
+        assert run_stack.api_is_ours(supervisor.pid, port)
+        assert not run_stack.api_is_ours(os.getpid(), port)  # the api is not this process's child
+    finally:
+        os.kill(api, signal.SIGTERM)
+        supervisor.wait(timeout=10)
+    assert "web UI" in capsys.readouterr().out
+
+
+def test_another_process_answering_on_the_port_is_not_success(
+    foreign_api: int, capsys: pytest.CaptureFixture[str]
+) -> None:
+    supervisor = python("import time; time.sleep(60)")  # alive, but its api never binds the port
+    try:
+        assert not run_stack.api_is_ours(supervisor.pid, foreign_api)
+        assert run_stack.wait_for_api(supervisor, timeout=2, port=foreign_api) == 1
+    finally:
+        end(supervisor)
+    out = capsys.readouterr().out
+    assert f"127.0.0.1:{foreign_api} is held by another process (pid {os.getpid()})" in out
+    assert "did not answer within 2s" in out
+    assert "api.log" in out
+    assert "web UI" not in out
+
+
+def test_a_supervisor_that_exits_early_fails_at_once(
+    foreign_api: int, capsys: pytest.CaptureFixture[str]
+) -> None:
+    supervisor = python("raise SystemExit(3)")
+    supervisor.wait(timeout=10)
+    assert run_stack.wait_for_api(supervisor, timeout=30, port=foreign_api) == 1
+    out = capsys.readouterr().out
+    assert "the supervisor exited with code 3 before its api answered" in out
+    assert "supervisor.log" in out
+    assert "web UI" not in out
