@@ -9,8 +9,9 @@ hashing are added.
 
 Artists, masters and releases are cut at their record's closing tag, which never nests. A label's
 does (a `<label>` inside `<sublabels>`), so labels are cut where the depth of `<label>` tags
-returns to zero. A cut is never made inside a CDATA section or a comment. Only a file with an
-unusual prolog (a DOCTYPE that could declare entities, an encoding other than UTF-8) is read by
+returns to zero. A cut is never made inside a CDATA section or a comment. A file in another
+encoding than UTF-8 is read as UTF-8 (extractor.transcode). Only a file with an unusual prolog (a
+DOCTYPE that could declare entities, an encoding that does not spell ASCII as ASCII) is read by
 the serial parser; one worker still takes the chunks, so every dump's records are cut and hashed
 the same way (the raw hashes of extractor.baseline depend on it).
 
@@ -56,6 +57,7 @@ from extractor.parser import (
     iter_records,
     open_dump,
 )
+from extractor.transcode import Utf8Reader, foreign_encoding
 
 CHUNK_BYTES: Final = 1 << 20
 # No record end in this much XML: a record that big is no Discogs record (a box set of thousands of
@@ -406,7 +408,8 @@ def iter_records_parallel(
     path: Path, data_type: str, *, skip: int = 0, workers: int = 0, baseline: Path | None = None
 ) -> Iterator[ParsedRecord]:
     """`iter_records` on `workers` processes (0 = one per core); falls back to the serial parser
-    for a prolog it does not handle. `baseline`: as for iter_records."""
+    for a prolog it does not handle. A file in another encoding than UTF-8 is read as UTF-8
+    (extractor.transcode). `baseline`: as for iter_records."""
     path = Path(path)
     if data_type not in RECORD_TAGS:
         raise ValueError(f"unknown data type {data_type!r}")
@@ -417,6 +420,9 @@ def iter_records_parallel(
             head = stream.read(_PROLOG_SCAN)
         except READ_ERRORS as exc:
             raise DumpCorruptError(path, describe_error(exc), 0) from exc
+        if (encoding := foreign_encoding(head)) is not None:
+            stream = Utf8Reader(stream, encoding, head)
+            head = stream.head
         prolog = _prolog(head)
         if prolog is None:
             stream.close()

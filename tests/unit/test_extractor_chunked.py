@@ -235,8 +235,8 @@ def test_a_record_whose_xml_is_broken_is_dead_lettered_and_the_rest_lands(
 
 
 def test_the_serial_parser_still_fails_a_file_with_a_broken_record(tmp_path: Path) -> None:
-    """Only a dump whose prolog the chunks do not handle (a DOCTYPE, an encoding other than UTF-8)
-    is read by the serial parser, which cannot step over broken XML."""
+    """Only a dump whose prolog the chunks do not handle (a DOCTYPE, an encoding that does not
+    spell ASCII as ASCII) is read by the serial parser, which cannot step over broken XML."""
     records = [_release(i) for i in range(1, 10)]
     records[4] = BROKEN_XML["undefined entity"](records[4])
     path = _gz_dump(tmp_path / "r.xml.gz", "releases", records)
@@ -284,6 +284,53 @@ def test_a_record_that_never_ends_fails_the_file_with_bounded_memory(
     with pytest.raises(DumpCorruptError, match=r"no record end \(</release>\) in 0\.\d MB"):
         seen.extend(r.id for r in iter_records_parallel(path, "releases", workers=2))
     assert seen == [1]
+
+
+def _latin1_dump(path: Path, records: list[str], encoding: str = "ISO-8859-1") -> Path:
+    xml = f'<?xml version="1.0" encoding="{encoding}"?>\n<releases>\n' + "".join(records) + "</releases>\n"
+    path.write_bytes(gzip.compress(xml.encode("latin-1")))
+    return path
+
+
+def _accented(i: int) -> str:
+    return _release(i, f"<notes>Caf\u00e9 M\u00fcller \u00bd {i}</notes>")
+
+
+@pytest.mark.usefixtures("small_chunks")
+def test_a_dump_in_another_encoding_is_read_in_parallel_as_utf8(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An ISO-8859-1 dump gives the serial parser's records (accents decoded), through the chunks."""
+    path = _latin1_dump(tmp_path / "r.xml.gz", [_accented(i) for i in range(1, 400)])
+    serial = list(iter_records(path, "releases"))
+    monkeypatch.setattr(chunked, "iter_records", None)  # the serial fallback is not taken
+    parallel = list(iter_records_parallel(path, "releases", workers=2))
+    assert [_key(r) for r in parallel] == [_key(r) for r in serial]
+    assert orjson.loads(parallel[6].json or b"{}")["notes"] == "Caf\u00e9 M\u00fcller \u00bd 7"
+
+
+@pytest.mark.usefixtures("small_chunks")
+def test_a_broken_record_in_another_encoding_is_dead_lettered_and_the_rest_lands(tmp_path: Path) -> None:
+    records = [_accented(i) for i in range(1, 400)]
+    records[200] = BROKEN_XML["undefined entity"](records[200])
+    path = _latin1_dump(tmp_path / "r.xml.gz", records, encoding="windows-1252")
+    out = list(iter_records_parallel(path, "releases", workers=2))
+    assert [r.ordinal for r in out] == list(range(1, 400))
+    assert [r.id for r in out if r.error is not None] == [None]
+    assert out[200].error is not None and "nosuch" in out[200].error
+    assert out[200].raw == records[200].strip().encode()  # the raw XML travels as UTF-8
+
+
+@pytest.mark.usefixtures("small_chunks")
+def test_bytes_not_in_the_declared_encoding_fail_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "r.xml.gz"
+    records = [_accented(i) for i in range(1, 400)]  # é as latin-1 bytes: not US-ASCII
+    path = _latin1_dump(path, [_release(i) for i in range(1, 100)] + records, encoding="US-ASCII")
+    seen: list[int] = []
+    with pytest.raises(DumpCorruptError, match=r"is not ascii as its declaration says") as info:
+        seen.extend(r.ordinal for r in iter_records_parallel(path, "releases", workers=2))
+    assert seen == list(range(1, len(seen) + 1)) and 0 < len(seen) < 100  # those before the damage
+    assert f"after record {len(seen)}" in str(info.value)
 
 
 def test_doctype_falls_back_to_the_serial_parser(tmp_path: Path) -> None:
