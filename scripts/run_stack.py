@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib.util
+import json
 import os
 import shutil
 import signal
@@ -27,6 +28,8 @@ import time
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from common.startup import CANNOT_START
 
 ROOT = Path(__file__).resolve().parent.parent
 LOCAL = Path(os.environ.get("DISCOGSOGRAPHY_LOCAL_DIR", ROOT / ".local"))
@@ -139,6 +142,25 @@ def start(service: Service) -> None:
         start_new_session=True,
     )
     log.close()
+
+
+def cannot_start_reason(log: Path) -> str | None:
+    """Why a service last said it cannot start (the `error` of the last `<service>_cannot_start`
+    line near the end of its log), so the terminal shows it without opening the log."""
+    try:
+        with log.open("rb") as f:
+            f.seek(max(0, f.seek(0, os.SEEK_END) - 65536))
+            tail = f.read().decode("utf-8", "replace").splitlines()
+    except OSError:
+        return None
+    for line in reversed(tail):
+        try:
+            event = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(event, dict) and str(event.get("event", "")).endswith("_cannot_start"):
+            return str(event.get("error", ""))
+    return None
 
 
 def answers(url: str) -> bool:
@@ -289,9 +311,12 @@ def supervise() -> int:
                     service.restarts += 1
                     delay = min(30.0, 2.0**service.restarts)
                     service.next_start = now + delay
+                    log = LOGS / f"{service.name}.log"
+                    why = cannot_start_reason(log) if code == CANNOT_START else None
                     print(
-                        f"[run] {service.name} exited with {code}; restart in {delay:.0f}s "
-                        f"(see {LOGS / (service.name + '.log')})"
+                        f"[run] {service.name} exited with {code}"
+                        + (f" (cannot start: {why})" if why else "")
+                        + f"; restart in {delay:.0f}s (see {log})"
                     )
                 elif now >= service.next_start:
                     service.next_start = 0.0

@@ -103,3 +103,22 @@ def test_a_supervisor_that_exits_early_fails_at_once(
     assert "the supervisor exited with code 3 before its api answered" in out
     assert "supervisor.log" in out
     assert "web UI" not in out
+
+
+def test_the_reason_a_service_cannot_start_is_read_from_its_log(tmp_path: Path) -> None:
+    """The supervisor prints it with the restart notice: the last `_cannot_start` line's error."""
+    log = tmp_path / "api.log"
+    assert run_stack.cannot_start_reason(log) is None  # no log yet
+    lines = [
+        '{"event": "api_cannot_start", "error": "cannot reach postgresql at 127.0.0.1:1 (old)"}',
+        "a plain-text warning from a library",
+        '{"event": "api_cannot_start", "error": "invalid setting: api_port: too big"}',
+        '{"event": "api_stopped"}',
+        "x" * 70_000,  # a long line before the end does not hide the reason
+    ]
+    log.write_text("\n".join(lines[:4]) + "\n")
+    assert run_stack.cannot_start_reason(log) == "invalid setting: api_port: too big"
+    log.write_text("\n".join(lines) + "\n" + lines[2] + "\n")
+    assert run_stack.cannot_start_reason(log) == "invalid setting: api_port: too big"
+    log.write_text('{"event": "api_started"}\n')
+    assert run_stack.cannot_start_reason(log) is None
