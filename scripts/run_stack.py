@@ -257,12 +257,36 @@ def configure_demo_discogs() -> None:
     print("[run] Discogs consumer key set to the local fake's demo app (user `demo`)")
 
 
+def is_supervisor(pid: int) -> bool:
+    """`pid` runs this script. A pid file left by a supervisor that did not end cleanly (a reboot,
+    SIGKILL) may name a process that has nothing to do with us since; it must not be signalled."""
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except FileNotFoundError:
+        return not Path("/proc/self").exists() and _alive(pid)  # no /proc: the pid is all we have
+    except OSError:
+        return False
+    return any(Path(arg.decode(errors="replace")).name == Path(__file__).name for arg in cmdline.split(b"\0"))
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # alive, another user's
+    return True
+
+
 def running_supervisor() -> int | None:
-    """The pid of a supervisor that is already running, if any."""
+    """The pid of a supervisor that is already running, if any (a stale pid file is removed)."""
     try:
         pid = int(PIDFILE.read_text())
-        os.kill(pid, 0)
-    except (FileNotFoundError, ValueError, ProcessLookupError):
+    except (FileNotFoundError, ValueError):
+        return None
+    if not is_supervisor(pid):
+        PIDFILE.unlink(missing_ok=True)
         return None
     return pid
 
@@ -330,9 +354,8 @@ def supervise() -> int:
 
 
 def stop_running() -> int:
-    try:
-        pid = int(PIDFILE.read_text())
-    except (FileNotFoundError, ValueError):
+    pid = running_supervisor()
+    if pid is None:
         print("[run] nothing to stop (no supervisor running)")
         return 0
     try:

@@ -122,3 +122,30 @@ def test_the_reason_a_service_cannot_start_is_read_from_its_log(tmp_path: Path) 
     assert run_stack.cannot_start_reason(log) == "invalid setting: api_port: too big"
     log.write_text('{"event": "api_started"}\n')
     assert run_stack.cannot_start_reason(log) is None
+
+
+def test_a_stale_pid_file_names_no_supervisor(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A pid file whose pid now belongs to another process (after a reboot or a SIGKILL) is removed,
+    and `make stop` signals nothing; a live supervisor is still found."""
+    pidfile = tmp_path / "stack.pid"
+    monkeypatch.setattr(run_stack, "PIDFILE", pidfile)
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        pidfile.write_text(str(other.pid))
+        assert run_stack.running_supervisor() is None and not pidfile.exists()
+        pidfile.write_text(str(other.pid))
+        assert run_stack.stop_running() == 0
+        assert other.poll() is None  # not signalled
+    finally:
+        other.kill()
+        other.wait()
+    script = tmp_path / "run_stack.py"  # named as the supervisor's script
+    script.write_text("import time; print('up', flush=True); time.sleep(60)")
+    supervisor = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE)
+    try:
+        assert supervisor.stdout is not None and supervisor.stdout.readline() == b"up\n"  # it has exec'd
+        pidfile.write_text(str(supervisor.pid))
+        assert run_stack.running_supervisor() == supervisor.pid
+    finally:
+        supervisor.kill()
+        supervisor.wait()
