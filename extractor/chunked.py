@@ -67,6 +67,8 @@ _READ_BYTES: Final = 1 << 20
 _RAW_CAP: Final = 64 * 1024
 _PROLOG_SCAN: Final = 64 * 1024
 _ROOT_OPEN: Final = re.compile(rb"<([A-Za-z_][\w.-]*)(\s[^>]*)?>")
+# A DOCTYPE without an external DTD or an internal subset (which could declare entities).
+_BARE_DOCTYPE: Final = re.compile(rb"<!DOCTYPE\s+[A-Za-z_][\w.:-]*\s*>")
 
 # (id, sha256, json, error, raw XML, raw id, raw hash) per record element of a chunk, in order.
 # An unchanged record (see parse_chunk) has no json and no error.
@@ -336,10 +338,9 @@ def _open_baseline(directory: str, data_type: str) -> Baseline:
 
 def _prolog(head: bytes) -> tuple[int, bytes, bytes] | None:
     """Where the records start, and the root's open/close tags; None when the serial parser must
-    handle the file (no root found early, a DOCTYPE, a non-UTF-8 encoding)."""
+    handle the file (no root found early, a DOCTYPE that names a DTD or declares entities, a
+    non-UTF-8 encoding). A bare `<!DOCTYPE releases>` changes nothing a parser does: skipped."""
     scan = head[:_PROLOG_SCAN]
-    if b"<!DOCTYPE" in scan:
-        return None
     pos = 0
     if scan.startswith(b"\xef\xbb\xbf"):
         pos = 3
@@ -366,6 +367,9 @@ def _prolog(head: bytes) -> tuple[int, bytes, bytes] | None:
             if end < 0:
                 return None
             pos = end + 2
+            continue
+        if doctype := _BARE_DOCTYPE.match(scan, pos):
+            pos = doctype.end()
             continue
         break
     match = _ROOT_OPEN.match(scan, pos)

@@ -333,11 +333,33 @@ def test_bytes_not_in_the_declared_encoding_fail_the_file(tmp_path: Path) -> Non
     assert f"after record {len(seen)}" in str(info.value)
 
 
-def test_doctype_falls_back_to_the_serial_parser(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "doctype", ['<!DOCTYPE releases [<!ENTITY x "ex">]>', '<!DOCTYPE releases SYSTEM "releases.dtd">']
+)
+def test_a_doctype_that_could_declare_entities_falls_back_to_the_serial_parser(
+    tmp_path: Path, doctype: str
+) -> None:
     path = tmp_path / "r.xml"
-    path.write_text('<!DOCTYPE releases [<!ENTITY x "ex">]>\n<releases>' + _release(1) + "</releases>")
+    path.write_text(doctype + "\n<releases>" + _release(1) + "</releases>")
     assert chunked._prolog(path.read_bytes()) is None
     _same(path, "releases")
+
+
+def test_a_bare_doctype_is_read_in_parallel(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`<!DOCTYPE releases>` changes nothing: the chunks read the file, and a DOCTYPE spelled in a
+    record's text is no prolog."""
+    records = [
+        _release(i, "<notes>&lt;!DOCTYPE x&gt; <![CDATA[<!DOCTYPE y>]]></notes>") for i in range(1, 50)
+    ]
+    records[20] = BROKEN_XML["undefined entity"](records[20])
+    path = tmp_path / "r.xml"
+    path.write_text(
+        '<?xml version="1.0"?>\n<!DOCTYPE releases >\n<releases>' + "".join(records) + "</releases>"
+    )
+    monkeypatch.setattr(chunked, "iter_records", None)  # the serial fallback is not taken
+    out = list(iter_records_parallel(path, "releases", workers=2))
+    assert [r.ordinal for r in out] == list(range(1, 50))
+    assert [r.id for r in out if r.error is None] == [i for i in range(1, 50) if i != 21]
 
 
 def test_message_builder_limits() -> None:
