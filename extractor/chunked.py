@@ -75,23 +75,21 @@ _BARE_DOCTYPE: Final = re.compile(rb"<!DOCTYPE\s+[A-Za-z_][\w.:-]*\s*>")
 ChunkRecord = tuple[int | None, str | None, bytes | None, str | None, bytes | None, str | None, bytes | None]
 _ID_IN_START_TAG: Final = re.compile(rb'\sid="(\d{1,18})"')  # <release id="1" ...>, <master id="1">
 _ID_CHILD: Final = re.compile(rb"<id>(\d{1,18})</id>")  # <artist><id>1</id>: its first id element
+# What tag-like text can hide in: comments, CDATA and processing instructions.
+_HIDING: Final = rb"<!--.*?-->|<!\[CDATA\[.*?\]\]>|<\?.*?\?>"
 # What a label record's boundaries depend on: its own tags (a `<label>` also stands for a sublabel
-# inside a record, so only depth tells a record's end), and the comments, CDATA and processing
-# instructions a tag-like text could hide in. A bare `<!` or `<?` is one not terminated yet.
+# inside a record, so only depth tells a record's end) and what hides them. A bare `<!` or `<?` is
+# one not terminated yet.
 _LABEL_TOKEN: Final = re.compile(
-    rb"<!--.*?-->|<!\[CDATA\[.*?\]\]>|<\?.*?\?>|<[!?]"
-    rb"|<(/?)label(?:\s+[^\s=/>]+\s*=\s*(?:\"[^\"]*\"|'[^']*'))*\s*(/?)>",
+    _HIDING + rb"|<[!?]|<(/?)label(?:\s+[^\s=/>]+\s*=\s*(?:\"[^\"]*\"|'[^']*'))*\s*(/?)>",
     re.DOTALL,
 )
-# The same for records whose closing tag never nests: `end` is one's end tag, `open` an opener left
-# unterminated (a bare `<!` that opens neither a comment nor CDATA hides nothing).
+# `open`: an opener left unterminated (a bare `<!` that opens neither a comment nor CDATA hides
+# nothing).
+_UNCLOSED: Final = re.compile(_HIDING + rb"|(?P<open><!--|<!\[CDATA\[|<\?)", re.DOTALL)
+# The same for records whose closing tag never nests; `end` is one's end tag.
 _RECORD_END_TOKEN: Final = {
-    data_type: re.compile(
-        rb"<!--.*?-->|<!\[CDATA\[.*?\]\]>|<\?.*?\?>|(?P<open><!--|<!\[CDATA\[|<\?)|(?P<end></"
-        + tag.encode()
-        + rb">)",
-        re.DOTALL,
-    )
+    data_type: re.compile(_UNCLOSED.pattern + rb"|(?P<end></" + tag.encode() + rb">)", re.DOTALL)
     for data_type, tag in RECORD_TAGS.items()
     if data_type != "labels"
 }
@@ -275,21 +273,28 @@ def split_records(data_type: str, chunk: bytes) -> list[bytes] | None:
 
 def _scanned_records(data_type: str, chunk: bytes) -> list[bytes] | None:
     """Each record's XML (up to and including its end) in a chunk that `split_records` would not
-    split, for parsing a broken chunk record by record: the ends are found by a scan that steps
-    over comments, CDATA and processing instructions. None when something other than white space
-    follows the last end (one of those left unterminated: what follows cannot be told apart)."""
-    if data_type == "labels":
-        ends = [end for _, end in _label_ends(chunk)[0]]
-    else:
-        ends = []
-        for token in _RECORD_END_TOKEN[data_type].finditer(chunk):
-            if token["open"]:
-                break
-            if token["end"]:
-                ends.append(token.end())
+    split, for parsing a broken chunk record by record. None when something other than white
+    space follows the last end (a comment, CDATA or processing instruction left unterminated:
+    what follows cannot be told apart)."""
+    ends = _record_ends(data_type, chunk)
     if not ends or chunk[ends[-1] :].strip():
         return None
     return [chunk[start:end] for start, end in zip([0, *ends], ends, strict=False)]
+
+
+def _record_ends(data_type: str, buf: bytes | bytearray) -> list[int]:
+    """Where each whole record in `buf` (which starts between two records) ends, by a scan that
+    steps over comments, CDATA and processing instructions; it stops at one not terminated in
+    `buf`."""
+    if data_type == "labels":
+        return [end for _, end in _label_ends(buf)[0]]
+    ends = []
+    for token in _RECORD_END_TOKEN[data_type].finditer(buf):
+        if token["open"]:
+            break
+        if token["end"]:
+            ends.append(token.end())
+    return ends
 
 
 def _label_ends(buf: bytes | bytearray) -> tuple[list[tuple[int, int]], bool]:
@@ -378,6 +383,15 @@ def _prolog(head: bytes) -> tuple[int, bytes, bytes] | None:
     return match.end(), match.group(0), b"</" + match.group(1) + b">"
 
 
+def _unclosed(buf: bytes | bytearray) -> str:
+    """Why no record end was found after it, when that is a comment, CDATA section or processing
+    instruction that is never closed (it hides the rest of the file); "" otherwise."""
+    for token in _UNCLOSED.finditer(buf):
+        if token["open"]:
+            return f"; {bytes(token['open']).decode()!r} opened and never closed"
+    return ""
+
+
 def _end_tag(data_type: str) -> bytes:
     return b"</" + RECORD_TAGS[data_type].encode() + b">"
 
@@ -385,27 +399,12 @@ def _end_tag(data_type: str) -> bytes:
 def _record_cut(data_type: str, buf: bytes | bytearray) -> int:
     """The end of the last whole record in `buf` (which starts between two records); 0 when there
     is none."""
-    if data_type == "labels":
-        ends, _ = _label_ends(buf)
-        return ends[-1][1] if ends else 0
-    return _safe_cut(buf, _end_tag(data_type))
-
-
-def _safe_cut(buf: bytes | bytearray, end_tag: bytes) -> int:
-    """The end of the last `end_tag` in `buf` that is outside CDATA and comments (a record's tag
-    that never nests); 0 when there is none."""
-    stop = len(buf)
-    while True:
-        at = buf.rfind(end_tag, 0, stop)
-        if at < 0:
-            return 0
-        cut = at + len(end_tag)
-        if buf.find(b"<!", 0, cut) < 0:  # the common case, without copying the buffer
-            return cut
-        head = bytes(buf[:cut])
-        if head.count(b"<![CDATA[") == head.count(b"]]>") and head.count(b"<!--") == head.count(b"-->"):
-            return cut
-        stop = at
+    if data_type != "labels" and buf.find(b"<!") < 0 and buf.find(b"<?") < 0:
+        end_tag = _end_tag(data_type)  # the common case: nothing hides an end tag
+        at = buf.rfind(end_tag)
+        return at + len(end_tag) if at >= 0 else 0
+    ends = _record_ends(data_type, buf)
+    return ends[-1] if ends else 0
 
 
 def iter_records_parallel(
@@ -471,7 +470,7 @@ def _chunks(
         elif len(buf) > MAX_RECORD_BYTES:
             mb = len(buf) / 2**20
             reason = f"no record end ({_end_tag(data_type).decode()}) in {mb:.1f} MB: a broken record"
-            raise DumpCorruptError(path, reason, ordinal[0])
+            raise DumpCorruptError(path, reason + _unclosed(buf), ordinal[0])
 
 
 def _run(
@@ -532,8 +531,7 @@ def _run(
     tail = bytes(buf).strip()
     if tail != root_close:
         what = "a truncated record" if b"<" + tag in tail else "unexpected content"
-        raise DumpCorruptError(
-            path, f"XML is not well formed ({what} after the last whole record: {tail[:80]!r})", ordinal[0]
-        )
+        reason = f"XML is not well formed ({what} after the last whole record: {tail[:80]!r})"
+        raise DumpCorruptError(path, reason + _unclosed(tail), ordinal[0])
     if ordinal[0] == 0 and counter.count == 0:
         raise DumpCorruptError(path, "empty file", 0)

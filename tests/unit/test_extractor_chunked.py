@@ -247,19 +247,19 @@ def test_the_serial_parser_still_fails_a_file_with_a_broken_record(tmp_path: Pat
 
 @pytest.mark.usefixtures("small_chunks")
 @pytest.mark.parametrize("data_type", ["releases", "labels"])
-def test_a_broken_chunk_whose_records_cannot_be_told_apart_fails_the_file(
+def test_a_processing_instruction_never_closed_fails_the_file_after_the_records_before_it(
     tmp_path: Path, data_type: str
 ) -> None:
-    """A processing instruction left open hides everything after it (a `?>` may come in any later
-    record): the broken chunk fails the file after every record before it."""
+    """A `<?` never closed hides everything after it (a `?>` could come in any later record): no
+    record is cut from what follows, and the file fails after every record before it, saying why."""
     records = _records(data_type, hidden=True)
     records[1500] = records[1500].replace(" co ", " co <? oops ", 1)
     path = _gz_dump(tmp_path / "r.xml.gz", data_type, records)
     seen: list[int] = []
     with pytest.raises(DumpCorruptError) as info:
         seen.extend(r.ordinal for r in iter_records_parallel(path, data_type, workers=2))
-    assert "not well formed" in str(info.value)
-    assert seen == list(range(1, len(seen) + 1)) and 0 < len(seen) <= 1500  # nothing after the damage
+    assert "not well formed" in str(info.value) and "'<?' opened and never closed" in str(info.value)
+    assert seen == list(range(1, 1501))
 
 
 def test_a_dump_of_another_type_is_refused_before_its_records(tmp_path: Path) -> None:
