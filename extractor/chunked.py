@@ -9,10 +9,10 @@ hashing are added.
 
 Artists, masters and releases are cut at their record's closing tag, which never nests. A label's
 does (a `<label>` inside `<sublabels>`), so labels are cut where the depth of `<label>` tags
-returns to zero. A cut is never made inside a CDATA section or a comment. A file in another
-encoding than UTF-8 is read as UTF-8 (extractor.transcode). Only a file with an unusual prolog (a
-DOCTYPE that could declare entities, an encoding that does not spell ASCII as ASCII) is read by
-the serial parser; one worker still takes the chunks, so every dump's records are cut and hashed
+returns to zero. A cut is never made inside a comment, CDATA or a processing instruction. A file
+in another encoding than UTF-8 is read as UTF-8 (extractor.transcode). Only a file with an unusual
+prolog (a DOCTYPE that could declare entities, an encoding that does not spell ASCII as ASCII) is
+read by the serial parser; one worker still takes the chunks, so every dump's records are cut and hashed
 the same way (the raw hashes of extractor.baseline depend on it).
 
 In a chunk that is not well formed each record is parsed alone: one whose XML is broken comes back
@@ -399,10 +399,13 @@ def _end_tag(data_type: str) -> bytes:
 def _record_cut(data_type: str, buf: bytes | bytearray) -> int:
     """The end of the last whole record in `buf` (which starts between two records); 0 when there
     is none."""
-    if data_type != "labels" and buf.find(b"<!") < 0 and buf.find(b"<?") < 0:
-        end_tag = _end_tag(data_type)  # the common case: nothing hides an end tag
+    if data_type != "labels":
+        end_tag = _end_tag(data_type)
         at = buf.rfind(end_tag)
-        return at + len(end_tag) if at >= 0 else 0
+        if at < 0:  # also spares a scan of a growing buffer while a huge record is read
+            return 0
+        if buf.find(b"<!") < 0 and buf.find(b"<?") < 0:  # the common case: nothing hides an end tag
+            return at + len(end_tag)
     ends = _record_ends(data_type, buf)
     return ends[-1] if ends else 0
 
