@@ -78,6 +78,61 @@ def test_many_chunks_with_cdata_comments_entities_and_malformed(tmp_path: Path) 
     _same(path, "releases", skip=123)  # resume mid-chunk
 
 
+@pytest.mark.parametrize("mark", ["?", "!"])
+@pytest.mark.parametrize("data_type", ["releases", "labels"])
+def test_cdata_after_many_question_and_exclamation_marks_still_hides_an_end_tag(
+    tmp_path: Path, data_type: str, mark: str
+) -> None:
+    """Whether a chunk may hide tags is looked up through its `!` and `?` (a two-byte search is
+    slow); past a thousand of them in one chunk (video URLs are full of `?`) the two-byte search
+    must still find the CDATA, or the chunk is cut inside it."""
+    tag = data_type[:-1]
+    text = "notes" if data_type == "releases" else "profile"
+    noisy = f"<{text}>{('watch' + mark + 'v=x ') * 3000}</{text}>"
+    hiding = f"<{text}><![CDATA[ </{tag}> <{tag} id='99'><id>99</id> ]]></{text}>"
+
+    def record(i: int) -> str:
+        start = f'<release id="{i}">' if data_type == "releases" else f"<label><id>{i}</id>"
+        extra = noisy if i == 1 else hiding if i == 2 else ""
+        return f"{start}<title>T{i}</title><name>N{i}</name>{extra}</{tag}>\n"
+
+    body = "".join(record(i) for i in range(1, 6))
+    assert chunked.split_records(data_type, body.encode()) is None  # not split at the CDATA's end tag
+    # Read up to inside record 2's CDATA: the cut is after record 1, not at the CDATA's end tag.
+    read_so_far = record(1) + record(2)[: record(2).index("]]>")]
+    assert chunked._record_cut(data_type, read_so_far.encode()) == len(record(1).rstrip().encode())
+    path = tmp_path / f"discogs_20261101_{data_type}.xml.gz"
+    path.write_bytes(gzip.compress(f"<{data_type}>\n{body}</{data_type}>\n".encode()))
+    records = _same(path, data_type)
+    assert [r.id for r in records] == [1, 2, 3, 4, 5]
+    assert all(r.error is None for r in records)
+
+
+@pytest.mark.parametrize(
+    "buf",
+    [
+        b"",
+        b"<",
+        b"!",
+        b"<!",
+        b"<?",
+        b"a<?",
+        b"?<",
+        b"!?<",
+        b"x" * 10 + b"<!",
+        b"a?" * 2000 + b"<?",
+        b"a!" * 2000 + b"<!",
+        b"a?" * 2000 + b"<!",
+        b"a?" * 2000,
+        b"<a?" * 5000,
+    ],
+)
+def test_may_hide_tags_answers_as_the_two_byte_search(buf: bytes) -> None:
+    expected = b"<!" in buf or b"<?" in buf
+    assert chunked._may_hide_tags(buf) is expected
+    assert chunked._may_hide_tags(bytearray(buf)) is expected
+
+
 @pytest.mark.usefixtures("small_chunks")
 @pytest.mark.parametrize("data_type", ["artists", "labels", "masters", "releases"])
 def test_real_samples_both_layouts(data_type: str) -> None:
