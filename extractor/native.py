@@ -57,15 +57,17 @@ def normalize_releases(chunk: bytes) -> list[tuple[int, bytes] | None] | None:
     count = lib.dg_normalize_releases(chunk, len(chunk), ctypes.byref(out), ctypes.byref(out_len))
     if count < 0:
         return None
-    try:
-        data = ctypes.string_at(out, out_len.value)
-    finally:
-        lib.dg_free(out, out_len.value)
     base = count * _ENTRY.size
-    return [
-        (record_id, data[base + offset : base + offset + length]) if record_id else None
-        for record_id, offset, length in _ENTRY.iter_unpack(data[:base])
-    ]
+    # Each JSON text is copied out of the library's buffer once, before the buffer is freed.
+    data = memoryview(ctypes.cast(out, ctypes.POINTER(ctypes.c_ubyte * out_len.value)).contents)
+    try:
+        return [
+            (record_id, data[base + offset : base + offset + length].tobytes()) if record_id else None
+            for record_id, offset, length in _ENTRY.iter_unpack(data[:base])
+        ]
+    finally:
+        data.release()
+        lib.dg_free(out, out_len.value)
 
 
 def log_status() -> None:

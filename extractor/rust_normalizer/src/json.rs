@@ -8,11 +8,9 @@ pub struct Json {
 }
 
 impl Json {
-    pub fn new(capacity: usize) -> Self {
-        Json {
-            out: Vec::with_capacity(capacity),
-            first: true,
-        }
+    /// Writes after what `out` already holds (the chunk's output buffer: no buffer per record).
+    pub fn wrap(out: Vec<u8>) -> Self {
+        Json { out, first: true }
     }
 
     pub fn begin_object(&mut self) {

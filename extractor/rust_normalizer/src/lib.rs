@@ -36,26 +36,29 @@ fn split(chunk: &[u8]) -> Option<Vec<&[u8]>> {
     tail_blank.then_some(pieces)
 }
 
-/// The number of pieces and the output buffer: `count` entries of (id, offset, length), then the JSON texts (offsets
-/// count from the end of the entries); id 0 = let Python normalise this piece.
+/// The number of pieces and the output buffer: `count` entries of (id, offset, length), then the
+/// JSON texts (offsets count from the end of the entries); id 0 = let Python normalise this piece.
+/// One buffer for the chunk, JSON written straight into it: a buffer per record and a copy of the
+/// texts after the entries cost a fifth of the time (page faults of fresh allocations).
 pub fn normalize_chunk(chunk: &[u8]) -> Option<(usize, Vec<u8>)> {
     let pieces = split(chunk)?;
     let count = pieces.len();
-    let mut head = Vec::with_capacity(count * ENTRY);
-    let mut body = Vec::with_capacity(chunk.len() + chunk.len() / 8);
-    for piece in pieces {
-        let normalized = xml::parse_piece(piece, b"release")
-            .and_then(|node| release::normalize(&node, piece.len() + 256));
-        let (id, json) = normalized.unwrap_or((0, Vec::new()));
-        let offset = u32::try_from(body.len()).ok()?;
-        let length = u32::try_from(json.len()).ok()?;
-        head.extend_from_slice(&id.to_le_bytes());
-        head.extend_from_slice(&offset.to_le_bytes());
-        head.extend_from_slice(&length.to_le_bytes());
-        body.extend_from_slice(&json);
+    let head = count * ENTRY;
+    let mut out = Vec::with_capacity(head + chunk.len() + chunk.len() / 8);
+    out.resize(head, 0);
+    for (n, piece) in pieces.into_iter().enumerate() {
+        let start = out.len();
+        let id = xml::parse_piece(piece, b"release")
+            .and_then(|node| release::normalize(&node, &mut out))
+            .unwrap_or(0); // nothing written then
+        let offset = u32::try_from(start - head).ok()?;
+        let length = u32::try_from(out.len() - start).ok()?;
+        let entry = &mut out[n * ENTRY..(n + 1) * ENTRY];
+        entry[..8].copy_from_slice(&id.to_le_bytes());
+        entry[8..12].copy_from_slice(&offset.to_le_bytes());
+        entry[12..].copy_from_slice(&length.to_le_bytes());
     }
-    head.extend_from_slice(&body);
-    Some((count, head))
+    Some((count, out))
 }
 
 /// C entry point. Returns the number of pieces and hands over the buffer through `out`/`out_len`

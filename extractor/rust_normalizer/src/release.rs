@@ -391,8 +391,9 @@ struct Release<'n, 'a> {
     images: Option<&'n Node<'a>>,
 }
 
-/// The release's id and canonical JSON; None where the Python normaliser must decide.
-pub fn normalize(release: &Node, capacity: usize) -> Option<(i64, Vec<u8>)> {
+/// The release's id, its canonical JSON appended to `out`; None (and `out` as it was) where the
+/// Python normaliser must decide.
+pub fn normalize(release: &Node, out: &mut Vec<u8>) -> Option<i64> {
     if !release.has_only_attrs(&["id", "status"]) {
         return None;
     }
@@ -425,32 +426,42 @@ pub fn normalize(release: &Node, capacity: usize) -> Option<(i64, Vec<u8>)> {
         }
     }
     let year = released_year(f.released.as_deref()).ok()?;
-    let mut json = Json::new(capacity);
+    let start = out.len();
+    let mut json = Json::wrap(std::mem::take(out));
+    let written = write(&mut json, release, &f, id, year);
+    *out = json.out;
+    if written.is_none() {
+        out.truncate(start);
+    }
+    written.map(|()| id)
+}
+
+fn write(json: &mut Json, release: &Node, f: &Release, id: i64, year: Option<i64>) -> Option<()> {
     json.begin_object();
     json.key("artists");
-    opt_list(&mut json, f.artists, credits)?;
+    opt_list(json, f.artists, credits)?;
     json.key("companies");
-    opt_list(&mut json, f.companies, companies)?;
+    opt_list(json, f.companies, companies)?;
     json.key("country");
     json.opt_str(f.country.as_deref());
     json.key("data_quality");
     json.opt_str(f.data_quality.as_deref());
     json.key("extraartists");
-    opt_list(&mut json, f.extraartists, credits)?;
+    opt_list(json, f.extraartists, credits)?;
     json.key("formats");
-    opt_list(&mut json, f.formats, formats)?;
+    opt_list(json, f.formats, formats)?;
     json.key("genres");
-    opt_list(&mut json, f.genres, strings)?;
+    opt_list(json, f.genres, strings)?;
     json.key("id");
     json.int(id);
     json.key("identifiers");
-    opt_list(&mut json, f.identifiers, identifiers)?;
+    opt_list(json, f.identifiers, identifiers)?;
     json.key("images");
-    opt_list(&mut json, f.images, images)?;
+    opt_list(json, f.images, images)?;
     json.key("is_main_release");
     json.opt_bool(f.is_main_release);
     json.key("labels");
-    opt_list(&mut json, f.labels, attr_refs)?;
+    opt_list(json, f.labels, attr_refs)?;
     json.key("master_id");
     json.opt_int(f.master_id);
     json.key("notes");
@@ -458,19 +469,19 @@ pub fn normalize(release: &Node, capacity: usize) -> Option<(i64, Vec<u8>)> {
     json.key("released");
     json.opt_str(f.released.as_deref());
     json.key("series");
-    opt_list(&mut json, f.series, attr_refs)?;
+    opt_list(json, f.series, attr_refs)?;
     json.key("status");
     json.opt_str(clean(release.get("status")).as_deref());
     json.key("styles");
-    opt_list(&mut json, f.styles, strings)?;
+    opt_list(json, f.styles, strings)?;
     json.key("title");
     json.opt_str(f.title.as_deref());
     json.key("tracklist");
-    opt_list(&mut json, f.tracklist, tracks)?;
+    opt_list(json, f.tracklist, tracks)?;
     json.key("videos");
-    opt_list(&mut json, f.videos, videos)?;
+    opt_list(json, f.videos, videos)?;
     json.key("year");
     json.opt_int(year);
     json.end_object();
-    Some((id, json.out))
+    Some(())
 }
