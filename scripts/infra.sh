@@ -195,6 +195,14 @@ rabbit_down() {
   fi
 }
 
+# The JVM flags of Neo4j's own neo4j.conf (what the official image runs): final fields trusted by the
+# JIT, @Contended padding against false sharing, no System.gc() from the JDK. Measured draining
+# 60,000 releases into the 1M-release graph: 6% less Neo4j CPU (52 against 56 CPU-s warm).
+NEO4J_JVM_DEFAULTS=(
+  -XX:+UnlockExperimentalVMOptions -XX:+TrustFinalNonStaticFields -XX:-RestrictContended
+  -XX:+DisableExplicitGC -XX:-OmitStackTraceInFastThrow -Djdk.nio.maxCachedBufferSize=1024
+)
+
 neo4j_up() {
   local home="$LOCAL/neo4j" pidfile="$RUN/neo4j.pid" log="$LOGS/neo4j.log"
   mkdir -p "$home"
@@ -203,7 +211,7 @@ neo4j_up() {
   refuse_taken_port neo4j "$NEO4J_PORT" "$pidfile"
   [[ "$NEO4J_GC" == ParallelGC || "$NEO4J_GC" == G1GC ]] || die "NEO4J_GC must be ParallelGC or G1GC, not '$NEO4J_GC'"
   NEO4J_BOLT_PORT="$NEO4J_PORT" NEO4J_PASSWORD="$NEO4J_PW" NEO4J_PAGECACHE_MB="$NEO4J_PAGECACHE_MB" \
-    nohup java -Xms512m -Xmx"$NEO4J_HEAP" -XX:+Use"$NEO4J_GC" \
+    nohup java -Xms512m -Xmx"$NEO4J_HEAP" -XX:+Use"$NEO4J_GC" "${NEO4J_JVM_DEFAULTS[@]}" \
     --add-opens=java.base/java.nio=ALL-UNNAMED --add-opens=java.base/java.io=ALL-UNNAMED \
     --add-opens=java.base/sun.nio.ch=ALL-UNNAMED --add-opens=java.base/java.lang=ALL-UNNAMED \
     -Dio.netty.tryReflectionSetAccessible=true \
