@@ -131,7 +131,7 @@ def parse_chunk(
         whole = None if error is None else _scanned_records(data_type, chunk)
         if whole is None:
             return records, error
-        return _parse_each(data_type, root_open, root_close, whole, [b""] * len(whole)), None
+        return _parse_each(data_type, root_open, root_close, whole), None
     hashes = [raw_hash(piece) for piece in pieces]
     if baseline is None:
         return _parse_isolating(data_type, root_open, root_close, chunk, pieces, hashes), None
@@ -181,12 +181,18 @@ def _parse_isolating(
 
 
 def _parse_each(
-    data_type: str, root_open: bytes, root_close: bytes, records: list[bytes], hashes: list[bytes]
+    data_type: str,
+    root_open: bytes,
+    root_close: bytes,
+    records: list[bytes],
+    hashes: list[bytes] | None = None,
 ) -> list[ChunkRecord]:
     """Parse each record's XML (up to and including its end) alone: a broken one becomes a
-    malformed record with the parser's message and its raw XML."""
+    malformed record with the parser's message and its raw XML. `hashes`: their raw hashes, when
+    the records are the pieces the raw hash covers."""
+    digests = hashes if hashes is not None else [b""] * len(records)
     out: list[ChunkRecord] = []
-    for xml, digest, rid in zip(records, hashes, _raw_ids(data_type, records), strict=True):
+    for xml, digest, rid in zip(records, digests, _raw_ids(data_type, records), strict=True):
         parsed, problem = _parse(data_type, root_open, root_close, xml, [digest] if digest else None)
         if problem is None:
             out.extend(parsed)

@@ -29,7 +29,7 @@ PgPool = AsyncConnectionPool[AsyncConnection[dict[str, Any]]]
 def make_settings(**overrides: Any) -> ApiSettings:
     """Settings for this stack (env from scripts/stack-env.sh) with test-friendly limits."""
     values: dict[str, Any] = {
-        "JWT_SECRET_KEY": "test-secret-key-that-is-long-enough-0123456789",
+        "JWT_SECRET_KEY": "test-secret-key-that-is-long-enough-0123456789-ab",  # >= 48 bytes: HS384 too
         "LOGIN_RATE_LIMIT": 100_000,
         "REGISTER_RATE_LIMIT": 100_000,
         "SNAPSHOT_RATE_LIMIT": 100_000,
