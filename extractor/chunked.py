@@ -30,13 +30,11 @@ what the workers saved.
 
 from __future__ import annotations
 
-import ctypes
 import functools
 import hashlib
 import multiprocessing
 import os
 import re
-import signal
 import threading
 from collections import deque
 from collections.abc import Iterator
@@ -47,6 +45,7 @@ from lxml import etree
 
 from extractor import native
 from extractor.baseline import Baseline, raw_hash
+from extractor.lifetime import die_with_parent
 from extractor.normalize import NORMALIZERS, RECORD_TAGS, MalformedRecordError, raw_record_id, record_json
 from extractor.parser import (
     READ_ERRORS,
@@ -96,15 +95,6 @@ _RECORD_END_TOKEN: Final = {
     for data_type, tag in RECORD_TAGS.items()
     if data_type != "labels"
 }
-
-
-def _die_with_parent() -> None:
-    """Pool workers end when the process that owns the pool dies (PR_SET_PDEATHSIG)."""
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGKILL, 0, 0, 0)
-    except (OSError, AttributeError):
-        pass
 
 
 @functools.cache
@@ -524,7 +514,7 @@ def _run(
     # hands a batch over); spawn when other threads exist, as fork could copy a held lock.
     single = threading.active_count() == 1 and "fork" in multiprocessing.get_all_start_methods()
     ctx = multiprocessing.get_context("fork" if single else "spawn")
-    with ctx.Pool(workers, initializer=_die_with_parent) as pool:
+    with ctx.Pool(workers, initializer=die_with_parent) as pool:
         pending: deque[tuple[Any, int]] = deque()
 
         def results(limit: int) -> Iterator[ParsedRecord]:

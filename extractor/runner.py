@@ -159,7 +159,7 @@ class VersionRunner:
         }
 
         self.publisher.reset_ordinals(skip)
-        ctx = multiprocessing.get_context("spawn")
+        ctx = _worker_context()
         out: Any = ctx.Queue(maxsize=_QUEUE_BATCHES)
         proc = ctx.Process(
             target=parse_worker,
@@ -288,6 +288,19 @@ class VersionRunner:
         fstate.unchanged += unchanged
         fstate.malformed += bad
         self.save()
+
+
+def _worker_context() -> Any:
+    """Where each file's parse worker starts. A fork server (extractor.fork_server) imports the
+    worker's code once and forks each worker from that clean, single-threaded process: spawn paid
+    the imports per file, about a CPU-second, and forking this process could copy a lock one of
+    its threads holds. (A main script run by path, not with -m, is still run again in each
+    worker: keep its top level light.)"""
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        return multiprocessing.get_context("spawn")
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload(["extractor.fork_server"])
+    return ctx
 
 
 def _file_size(path: Path) -> int:

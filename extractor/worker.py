@@ -22,10 +22,8 @@ Queue items:
 
 from __future__ import annotations
 
-import ctypes
 import os
 import queue as queue_mod
-import signal
 from pathlib import Path
 from typing import Any, Final
 
@@ -34,6 +32,7 @@ import orjson
 from common.messages import SCHEMA_VERSION, record_item_bytes, records_body
 from extractor.baseline import IndexWriter
 from extractor.chunked import iter_records_parallel
+from extractor.lifetime import die_with_parent, owner_gone
 from extractor.parser import DumpCorruptError
 
 Item = tuple[int, int, int, bytes, str | None, int]
@@ -161,18 +160,6 @@ def produce(
     put(("done", ordinal, path.stat().st_size))
 
 
-def _die_with_parent(parent: int) -> None:
-    """Ask Linux to SIGKILL this process when its parent dies (PR_SET_PDEATHSIG), so a killed
-    extractor never leaves a worker blocked on a queue nobody reads."""
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # 1 = PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
-    if os.getppid() != parent:  # the parent died before prctl took effect
-        os._exit(0)
-
-
 def parse_worker(
     path: str,
     data_type: str,
@@ -180,12 +167,12 @@ def parse_worker(
     skip: int,
     queue: Any,
     batch_size: int,
-    parent: int = 0,
+    owner: int = 0,
     options: dict[str, Any] | None = None,
 ) -> None:
-    """multiprocessing target. Dies with its parent (e.g. SIGKILL of the extractor)."""
-    parent = parent or os.getppid()
-    _die_with_parent(parent)
+    """multiprocessing target. Dies with `owner`, the extractor process (e.g. its SIGKILL)."""
+    owner = owner or os.getppid()
+    die_with_parent(owner)
 
     def put(item: Any) -> None:
         while True:
@@ -193,7 +180,7 @@ def parse_worker(
                 queue.put(item, timeout=1.0)
                 return
             except queue_mod.Full:
-                if os.getppid() != parent:
+                if owner_gone(owner):
                     os._exit(0)
 
     try:

@@ -400,9 +400,9 @@ def write_releases(path: Path, n: int) -> None:
 
 
 def extractor_proc(
-    src: Path, data_dir: Path, window: int, publisher: str = "fast"
+    src: Path, data_dir: Path, window: int, publisher: str = "fast", **extra_env: str
 ) -> subprocess.Popen[bytes]:
-    env = dict(os.environ)
+    env = dict(os.environ, **extra_env)
     env.update(
         DATA_DIR=str(data_dir),
         HEALTH_PORT=str(free_port()),
@@ -483,6 +483,56 @@ async def test_kill_mid_file_and_restart_loses_nothing(
     proc.communicate(timeout=60)
     assert proc.returncode == 0
     assert (await counts(channel))["graphinator.releases"] == 0
+
+
+def processes_with(marker: str) -> set[int]:
+    """The pids of the live processes whose environment holds `marker` (all of one extractor's
+    process tree: the environment is inherited)."""
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if marker.encode() in (entry / "environ").read_bytes():
+                stat = (entry / "stat").read_text()
+                if stat[stat.rindex(")") + 2] != "Z":  # a zombie has exited
+                    found.add(int(entry.name))
+        except OSError:  # it exited meanwhile
+            continue
+    return found
+
+
+async def test_a_killed_extractor_leaves_no_parse_process_behind(channel: Any, tmp_path: Path) -> None:
+    """SIGKILL of the extractor alone, not of its process group: its fork server, parse worker
+    and parse pool notice and exit, instead of parsing on for nobody."""
+    src = tmp_path / "src"
+    src.mkdir()
+    write_releases(src / "discogs_20261101_releases.xml.gz", 30_000)
+    data_dir = tmp_path / "data"
+    store = StateStore(data_dir, "20261101")
+    marker = f"DG_TEST_TREE_{os.getpid()}_{time.monotonic_ns()}"
+    proc = extractor_proc(src, data_dir, 500, **{marker: "1"})
+    try:
+        deadline = time.monotonic() + 120
+        while not (store.path.exists() and store.load().files["releases"].confirmed >= 1500):
+            assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
+            assert time.monotonic() < deadline, "no record confirmed in 120 s"
+            await asyncio.sleep(0.05)
+        helpers = processes_with(marker) - {proc.pid}
+        assert len(helpers) >= 2, helpers  # at least the fork server and the parse worker
+        proc.kill()
+        proc.wait(10)
+        deadline = time.monotonic() + 15
+        while (left := processes_with(marker)) and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+        assert not left, f"still running 15 s after the extractor was killed: {left}"
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(10)
+        for pid in processes_with(marker):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
 
 
 # --- the whole service against the fake dump host ----------------------------------------------
